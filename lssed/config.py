@@ -1,0 +1,321 @@
+"""Typed, frozen configuration for every stage.
+
+YAML is only the serialisation: ``load_config(path, overrides)`` builds a :class:`Config`,
+rejecting unknown keys and wrong types with a message that names the valid keys.
+Overrides look like ``train.lr=0.02`` and their values are parsed as YAML, so
+``tune.models=[resnet18,vgg11]`` is a list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence, TypeVar
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message says how to fix it."""
+
+
+# --------------------------------------------------------------------------- sections
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where every stage writes: a local path, ``file://...`` or ``s3://bucket/prefix``."""
+
+    root: str = "runs/demo"
+    # Any S3-compatible endpoint (MinIO, moto, R2...). Credentials always come from the
+    # standard AWS chain (env, ~/.aws, instance role) and are never stored here.
+    endpoint_url: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """Which corpus the workflow reads. ``demo`` synthesises one into storage."""
+
+    name: Literal["demo", "generic", "iemocap", "meld", "ravdess", "cremad", "daicwoz"] = "demo"
+    root: str | None = None  # corpus root (or the CSV for ``generic``); unused for ``demo``
+    strict: bool = False  # fail on the first unusable row instead of rejecting it
+    # demo corpus size
+    speakers: int = 6
+    per_class: int = 6
+    seed: int = 0
+    # split protocol: "speaker" (speaker-independent, stratified) or "official" where the
+    # corpus has one (MELD files, IEMOCAP sessions, DAIC-WOZ lists)
+    split: Literal["speaker", "official"] = "speaker"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Decode -> denoise -> gain (PAPER.md); the features section sets the log-mel."""
+
+    sample_rate: int = 16000
+    denoise: Literal["noisereduce", "noisereduce-stationary", "none"] = "noisereduce"
+    gain: float = 2.0
+    batch_size: int = 16  # manifest rows per map_batches call
+    num_actors: int | None = None  # None: as many as the cluster's CPUs allow
+    cpus_per_actor: float = 1.0
+    rows_per_shard: int = 256
+    min_duration_s: float = 0.05  # shorter segments are quarantined as too short
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel settings. Paper: Hann 1024, hop 512, power 2, 128 slaney mel bands, log."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 1024
+    hop_length: int = 512
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float | None = None
+    log: Literal["log", "db", "none"] = "log"
+    log_offset: float = 1e-6  # log(mel + offset)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The paper's recipe (the ``lssed`` preset) with laptop-sized defaults for epochs."""
+
+    model: str = "resnet18"
+    models: tuple[str, ...] = ("resnet18",)  # the workflow trains each of these
+    epochs: int = 60
+    batch_size: int = 256
+    eval_batch_size: int = 64
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-3
+    lr_step_epochs: int = 20
+    lr_gamma: float = 0.1
+    crop_frames: int = 160  # ~5.1 s at hop 512 / 16 kHz; random crop or pad in training
+    class_weighted: bool = False
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    seed: int = 0
+    seeds: tuple[int, ...] = (0,)  # the workflow repeats every model over these
+    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    max_failures: int = 2
+    num_classes: int = 4
+    run_name: str | None = None  # default: derived from model, features and config digest
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    models: tuple[str, ...] = ("resnet18", "vgg11")
+    windows: tuple[int, ...] = (400, 1024)  # STFT window lengths in samples (25 ms, 64 ms)
+    hops: tuple[int, ...] = ()  # empty: half the window
+    lrs: tuple[float, ...] = ()  # empty: train.lr
+    crop_frames: tuple[int, ...] = ()  # empty: train.crop_frames
+    search: Literal["grid", "random"] = "grid"
+    num_samples: int = 1
+    max_concurrent_trials: int | None = None  # None: from the cluster's resources
+    asha: bool = True
+    grace_period: int = 1
+    reduction_factor: int = 2
+    epochs: int | None = None  # None: train.epochs
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    out_dir: str | None = None  # None: <storage.root>/report
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str | None = None  # None: RAY_ADDRESS, a running job's cluster, or a local Ray
+    num_cpus: int | None = None  # local Ray only; None: 2x the machine's cores (at least 4)
+    object_store_memory_mb: int | None = None
+
+
+@dataclass(frozen=True)
+class StagesConfig:
+    """Which stages the workflow runs."""
+
+    preprocess: bool = True
+    train: bool = True
+    tune: bool = True
+    report: bool = True
+    force: bool = False  # redo committed stages
+
+
+@dataclass(frozen=True)
+class Config:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    stages: StagesConfig = field(default_factory=StagesConfig)
+
+
+# --------------------------------------------------------------------------- building
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert lists to tuples, ints to floats."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{where}: {value!r} is not a valid {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (tuple, list, Sequence):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            # a single value where a list is expected is a common slip: accept `models=resnet18`
+            value = [value]
+        item_tp = args[0] if args else Any
+        return tuple(_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
+    if is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping of {[f.name for f in fields(tp)]}")
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover - programming error
+
+
+def _build(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"unknown config key(s) {[prefix + k for k in unknown]}; valid keys here: "
+            f"{[prefix + k for k in valid]}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        sub = f"{where}.{name}" if where else name
+        kwargs[name] = _coerce(value, hints[name], sub)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> Config:
+    return _build(Config, data or {})
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A plain, JSON/YAML-serialisable dict (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        return v
+
+    return plain(cfg)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'train.lr=0.02'`` -> ``(['train', 'lr'], 0.02)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. train.lr=0.02)")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc})") from exc
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    out = json.loads(json.dumps(data))  # deep copy of plain data
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file (if any), then ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist (see workflows/configs/ for examples)")
+        loaded = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+    data = apply_overrides(data, overrides)
+    return config_from_dict(data)
+
+
+def replace_section(cfg: Config, section: str, **changes: Any) -> Config:
+    """A copy of ``cfg`` with some keys of one section changed (typed like the YAML path)."""
+    current = config_to_dict(getattr(cfg, section))
+    current.update(changes)
+    sub = _build(type(getattr(cfg, section)), current, section)
+    return dataclasses.replace(cfg, **{section: sub})
+
+
+def digest(*parts: Any, length: int = 16) -> str:
+    """A stable hex digest of dataclasses / plain data (used to key stage outputs)."""
+    payload = json.dumps([config_to_dict(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:length]
+
+
+def dump_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

@@ -1,0 +1,208 @@
+"""Storage URIs: a local path, ``file://path`` or ``s3://bucket/prefix`` on any S3 endpoint.
+
+Everything goes through a pyarrow filesystem (what Ray Data and Ray Train take), so local
+disk and S3 share one code path. Credentials come only from the standard AWS chain
+(environment, ~/.aws, instance/pod role); this module never reads, logs or stores them.
+
+Stage outputs are committed with a ``_SUCCESS.json`` marker written last: a directory
+without the marker is incomplete, is never read, and is cleared when the stage reruns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+SUCCESS_MARKER = "_SUCCESS.json"
+
+
+class StorageError(RuntimeError):
+    """A storage URI is malformed or unreachable; the message says what to check."""
+
+
+def _endpoint(endpoint_url: str | None) -> str | None:
+    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A root URI plus how to reach it. Paths below the root are '/'-joined strings."""
+
+    uri: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    # ------------------------------------------------------------------ parsing
+    @property
+    def scheme(self) -> str:
+        parsed = urlparse(self.uri)
+        if parsed.scheme in ("", "file"):
+            return "file"
+        if parsed.scheme in ("s3", "s3a"):
+            return "s3"
+        raise StorageError(
+            f"unsupported storage URI {self.uri!r}: use a local path, file://PATH or s3://BUCKET/PREFIX"
+        )
+
+    @property
+    def is_s3(self) -> bool:
+        return self.scheme == "s3"
+
+    @property
+    def root(self) -> str:
+        """The root as a path inside :attr:`filesystem` (no scheme)."""
+        parsed = urlparse(self.uri)
+        if self.scheme == "s3":
+            if not parsed.netloc:
+                raise StorageError(f"{self.uri!r} names no bucket: write s3://BUCKET/PREFIX")
+            return (parsed.netloc + "/" + parsed.path.lstrip("/")).rstrip("/")
+        path = parsed.path if parsed.scheme == "file" else self.uri
+        return os.path.abspath(os.path.expanduser(path))
+
+    # ------------------------------------------------------------------ filesystems
+    @property
+    def filesystem(self) -> pafs.FileSystem:
+        if self.scheme == "file":
+            return pafs.LocalFileSystem()
+        return s3_filesystem(self.endpoint_url, self.region)
+
+    def fsspec(self) -> Any:
+        """An fsspec filesystem for the same storage (s3fs for S3)."""
+        if self.scheme == "file":
+            import fsspec
+
+            return fsspec.filesystem("file")
+        import s3fs
+
+        endpoint = _endpoint(self.endpoint_url)
+        client_kwargs: dict[str, Any] = {}
+        if endpoint:
+            client_kwargs["endpoint_url"] = endpoint
+        if self.region:
+            client_kwargs["region_name"] = self.region
+        return s3fs.S3FileSystem(client_kwargs=client_kwargs)
+
+    # ------------------------------------------------------------------ paths
+    def child(self, *parts: str) -> "Storage":
+        return Storage(self.join_uri(*parts), self.endpoint_url, self.region)
+
+    def path(self, *parts: str) -> str:
+        """A path inside :attr:`filesystem` below the root."""
+        return posixpath.join(self.root, *[p.strip("/") for p in parts if p])
+
+    def join_uri(self, *parts: str) -> str:
+        inner = self.path(*parts)
+        return f"s3://{inner}" if self.is_s3 else inner
+
+    def uri_of(self, fs_path: str) -> str:
+        return f"s3://{fs_path}" if self.is_s3 else fs_path
+
+    # ------------------------------------------------------------------ small I/O
+    def exists(self, *parts: str) -> bool:
+        info = self.filesystem.get_file_info(self.path(*parts))
+        return info.type != pafs.FileType.NotFound
+
+    def makedirs(self, *parts: str) -> None:
+        self.filesystem.create_dir(self.path(*parts), recursive=True)
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.filesystem.open_input_stream(self.path(*parts)) as f:
+            return f.read()
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Write a whole object. On S3 a PUT is atomic; locally we write then rename."""
+        fs = self.filesystem
+        target = self.path(*parts)
+        fs.create_dir(posixpath.dirname(target), recursive=True)
+        if self.is_s3:
+            with fs.open_output_stream(target) as f:
+                f.write(data)
+            return
+        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, target)
+
+    def read_json(self, *parts: str) -> Any:
+        return json.loads(self.read_bytes(*parts))
+
+    def write_json(self, obj: Any, *parts: str) -> None:
+        self.write_bytes(json.dumps(obj, indent=2, sort_keys=True, default=str).encode(), *parts)
+
+    def list(self, *parts: str, recursive: bool = False) -> list[str]:
+        """Paths (inside the filesystem) below a directory; [] when it does not exist."""
+        selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=recursive)
+        return sorted(info.path for info in self.filesystem.get_file_info(selector))
+
+    def delete_dir(self, *parts: str) -> None:
+        if self.exists(*parts):
+            self.filesystem.delete_dir(self.path(*parts))
+
+    def __str__(self) -> str:  # never shows credentials: there are none in here
+        return self.uri
+
+
+def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem on AWS or any S3-compatible endpoint, default credential chain."""
+    kwargs: dict[str, Any] = {
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=10),
+        "region": region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    }
+    endpoint = _endpoint(endpoint_url)
+    if endpoint:
+        parsed = urlparse(endpoint)
+        if parsed.scheme in ("http", "https"):
+            kwargs["endpoint_override"] = parsed.netloc + parsed.path.rstrip("/")
+            kwargs["scheme"] = parsed.scheme
+        else:
+            kwargs["endpoint_override"] = endpoint
+        # S3-compatible servers (MinIO, moto) expect path-style requests
+        kwargs["force_virtual_addressing"] = False
+    return pafs.S3FileSystem(**kwargs)
+
+
+def storage_from_config(storage_cfg: Any, uri: str | None = None) -> Storage:
+    """A :class:`Storage` for ``uri`` (default: the configured root) with the config's endpoint."""
+    return Storage(uri or storage_cfg.root, storage_cfg.endpoint_url, storage_cfg.region)
+
+
+# --------------------------------------------------------------------------- stage outputs
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """``<storage>/<stage>/<digest>/``: written, then committed by a ``_SUCCESS.json`` marker."""
+
+    storage: Storage  # points at the stage output directory itself
+
+    @property
+    def uri(self) -> str:
+        return self.storage.uri
+
+    def is_committed(self) -> bool:
+        return self.storage.exists(SUCCESS_MARKER)
+
+    def marker(self) -> dict[str, Any]:
+        if not self.is_committed():
+            raise StorageError(f"{self.uri} has no {SUCCESS_MARKER}: the stage that writes it did not finish")
+        return self.storage.read_json(SUCCESS_MARKER)
+
+    def commit(self, marker: dict[str, Any]) -> None:
+        self.storage.write_json(marker, SUCCESS_MARKER)
+
+    def clear(self) -> None:
+        self.storage.delete_dir()
+
+
+def stage_output(root: Storage, stage: str, key: str) -> StageOutput:
+    return StageOutput(root.child(stage, key))

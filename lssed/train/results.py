@@ -1,0 +1,85 @@
+"""What a training run leaves in storage: ``<out>/runs/<run name>/results.json``.
+
+The report stage reads only these files (and ``predictions.parquet`` beside them), so this
+dataclass is the contract between training, tuning and reporting. Keep it backwards
+compatible: add fields with defaults, never rename.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+RESULTS_FILE = "results.json"
+PREDICTIONS_FILE = "predictions.parquet"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Classification metrics on one evaluation set (numpy-computed; see train/metrics.py)."""
+
+    n: int
+    wa: float  # weighted accuracy = overall accuracy
+    ua: float  # unweighted accuracy = mean per-class recall
+    macro_f1: float
+    per_class_recall: tuple[float, ...]
+    confusion: tuple[tuple[int, ...], ...]  # rows = true class, columns = predicted
+    loss: float | None = None
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    lr: float
+    train_loss: float
+    val: Metrics
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunResults:
+    run_name: str
+    model: str
+    class_names: tuple[str, ...]
+    train_corpus: str  # corpora present in the training split, '+'-joined
+    features_uri: str
+    features_digest: str
+    feature_config: dict[str, Any]  # the STFT/mel settings actually used for training
+    train_config: dict[str, Any]
+    seed: int
+    num_params: int
+    epochs_completed: int
+    best_epoch: int  # selected on validation UA
+    train_seconds: float
+    history: tuple[EpochRecord, ...]
+    val: Metrics  # the selected checkpoint on the validation split
+    # evaluation sets by name: "test" is the training corpus's test split; cross-corpus
+    # evaluations are "test@<corpus>".
+    evaluations: dict[str, Metrics] = field(default_factory=dict)
+    num_workers: int = 1
+    device: str = "cpu"
+    tune_trial: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResults":
+        def metrics(d: dict[str, Any]) -> Metrics:
+            known = {f.name for f in dataclasses.fields(Metrics)}
+            d = {k: v for k, v in d.items() if k in known}
+            d["per_class_recall"] = tuple(d["per_class_recall"])
+            d["confusion"] = tuple(tuple(r) for r in d["confusion"])
+            return Metrics(**d)
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in data.items() if k in known}
+        d["class_names"] = tuple(d["class_names"])
+        d["val"] = metrics(d["val"])
+        d["evaluations"] = {k: metrics(v) for k, v in d.get("evaluations", {}).items()}
+        d["history"] = tuple(
+            EpochRecord(**{**h, "val": metrics(h["val"])}) for h in d.get("history", ())
+        )
+        return cls(**d)

@@ -1,0 +1,37 @@
+"""Session fixtures: one local Ray for the whole run, a moto S3 server, the demo corpus.
+
+Ray is started with more logical CPUs than cores (see lssed.runtime) so that Ray Data's
+tasks never starve beside training workers on a 2-core CI machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for all tests that need it (marker ``ray``)."""
+    import ray
+
+    from lssed.runtime import init_ray
+
+    init_ray(num_cpus=8, object_store_memory=512 * 1024 * 1024, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A real S3-protocol server (moto) on 127.0.0.1 with bucket ``lssed-test``."""
+    from lssed.testing import moto_s3_server
+
+    with moto_s3_server("lssed-test") as endpoint:
+        yield endpoint
