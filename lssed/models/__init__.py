@@ -1,0 +1,63 @@
+"""The model zoo (PAPER.md "Models", Table 5): a registry of builders by name.
+
+``create_model(name, num_classes=4, **kw)`` returns an ``nn.Module`` that maps log-mel input
+``(B, 1, n_mels, T)`` (any ``n_mels >= 64``, any ``T >= 1``) to ``(B, num_classes)`` logits and
+has ``forward_features`` / ``forward_head`` and a classifier named ``fc``. No Ray in here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a builder under its function name (``pyresnet152`` lives in ``pyresnet.py``)."""
+    if fn.__name__ in _REGISTRY:
+        raise ValueError(f"model {fn.__name__!r} is registered twice")
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_models() -> list[str]:
+    """All registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | None = None, **kw) -> nn.Module:
+    """Build model ``name`` for ``num_classes`` classes; extra keywords go to the family's class.
+
+    ``checkpoint``: a state_dict file (see ``lssed models import``) loaded strictly with
+    ``weights_only=True``; a mismatch raises :class:`lssed.models.checkpoints.CheckpointMismatch`.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    model = _REGISTRY[name](num_classes=num_classes, **kw)
+    model.model_name = name
+    if checkpoint is not None:
+        from lssed.models.checkpoints import load_into
+
+        load_into(model, checkpoint)
+    return model
+
+
+# Importing the family modules registers their builders.
+from lssed.models import resnet  # noqa: E402,F401
+
+for _family in ("vgg", "pyresnet", "mts", "crnn"):
+    try:
+        __import__(f"lssed.models.{_family}")
+    except ModuleNotFoundError as _exc:  # pragma: no cover - only while the zoo is being built
+        if _exc.name != f"lssed.models.{_family}":
+            raise
+
+__all__ = ["create_model", "list_models", "register_model"]

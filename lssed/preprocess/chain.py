@@ -1,0 +1,243 @@
+"""The per-utterance chain, as pure functions: decode -> denoise -> gain -> log-mel -> row.
+
+Paper (PAPER.md): 16 kHz mono, spectral-subtraction denoising, volume x2, STFT Hann 1024 /
+hop 512, power 2, 128 mel bands; we add a log (``features.log``). The gain clips to
+[-1, 1] and counts every clipped sample (never silently). A row that fails at any step
+becomes a quarantine row ``(utt_id, media_uri, stage, error)``; nothing is dropped.
+
+:func:`process_chunk` runs the chain over a manifest slice (rows grouped by media file, each
+file opened once) and returns Arrow tables plus JSON-able stats; it performs no writes, so
+it is used unchanged by the Ray actors, the plain-loop benchmark and the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable
+
+import numpy as np
+import pyarrow as pa
+
+from lssed.preprocess.decode import DecodeError, Segment, decode_file, open_source
+from lssed.preprocess.denoise import denoise
+from lssed.schema import CARRIED_COLUMNS, QUARANTINE_SCHEMA, SHARD_SCHEMA
+
+log = logging.getLogger(__name__)
+
+# int16 PCM convention of the shards' ``waveform`` column: float = int16 / 32768.
+INT16_SCALE = 32768.0
+
+
+def apply_gain(samples: np.ndarray, gain: float) -> tuple[np.ndarray, int]:
+    """``samples * gain`` clipped to [-1, 1]; returns the result and how many samples clipped."""
+    y = samples.astype(np.float32, copy=False) * np.float32(gain)
+    clipped = int(np.count_nonzero(np.abs(y) > 1.0))
+    if clipped:
+        np.clip(y, -1.0, 1.0, out=y)
+    return y, clipped
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """float in [-1, 1] -> int16 PCM (``round(x * 32768)`` saturated); see :data:`INT16_SCALE`."""
+    return np.clip(np.rint(samples * INT16_SCALE), -32768, 32767).astype(np.int16)
+
+
+def from_int16(pcm: np.ndarray) -> np.ndarray:
+    """int16 PCM from a shard's ``waveform`` -> float32 in [-1, 1)."""
+    return np.asarray(pcm, dtype=np.float32) / np.float32(INT16_SCALE)
+
+
+def compute_logmel(samples: np.ndarray, feature_cfg: Any) -> np.ndarray:
+    """``(n_mels, frames)`` float32 via the shared torch implementation :func:`lssed.features.logmel`."""
+    import torch
+
+    from lssed.features import logmel
+
+    with torch.no_grad():
+        mel = logmel(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), feature_cfg)
+    return mel.numpy().astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class Processed:
+    """One utterance after the chain."""
+
+    waveform: np.ndarray  # float32, denoised and gained, clipped to [-1, 1]
+    logmel: np.ndarray  # float32 (n_mels, frames)
+    clipped_samples: int
+
+
+class ChainError(Exception):
+    """A step after decoding failed; ``stage`` names it for the quarantine table."""
+
+    def __init__(self, stage: str, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.stage, self.code = stage, code
+
+
+def process_samples(samples: np.ndarray, cfg: Any, timings: dict[str, float] | None = None) -> Processed:
+    """denoise -> gain -> log-mel for one decoded utterance (16 kHz mono float32).
+
+    Raises :class:`ChainError` naming the failing stage. ``timings`` (if given) accumulates the
+    CPU seconds of each step.
+    """
+    pre, feat = cfg.preprocess, cfg.features
+    min_samples = int(round(pre.min_duration_s * pre.sample_rate))
+    if samples.size < max(1, min_samples):
+        raise ChainError("decode", "too_short", f"{samples.size / pre.sample_rate:.3f} s of audio is shorter than "
+                         f"preprocess.min_duration_s={pre.min_duration_s}")
+    if not np.all(np.isfinite(samples)):
+        raise ChainError("decode", "non_finite", "the decoded audio holds NaN or infinite samples")
+    t0 = time.process_time()
+    try:
+        clean = denoise(samples, pre.sample_rate, pre.denoise)
+    except Exception as exc:
+        raise ChainError("denoise", "denoise_failed", f"{type(exc).__name__}: {exc}") from exc
+    t1 = time.process_time()
+    gained, clipped = apply_gain(clean, pre.gain)
+    t2 = time.process_time()
+    try:
+        mel = compute_logmel(gained, feat)
+    except Exception as exc:
+        raise ChainError("features", "features_failed", f"{type(exc).__name__}: {exc}") from exc
+    if not np.all(np.isfinite(mel)):
+        raise ChainError("features", "non_finite", "the log-mel holds NaN or infinite values (features.log_offset=0?)")
+    t3 = time.process_time()
+    if timings is not None:
+        timings["denoise"] = timings.get("denoise", 0.0) + (t1 - t0)
+        timings["gain"] = timings.get("gain", 0.0) + (t2 - t1)
+        timings["features"] = timings.get("features", 0.0) + (t3 - t2)
+    return Processed(gained, mel, clipped)
+
+
+@dataclass
+class ChunkResult:
+    """What :func:`process_chunk` returns: shard rows, quarantine rows, stats (JSON-able)."""
+
+    shard: pa.Table
+    quarantine: pa.Table
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _list_array(arrays: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
+    lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+    offsets = np.zeros(len(arrays) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(arrays) if arrays else np.zeros(0)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values.astype(dtype.to_pandas_dtype(), copy=False), dtype))
+
+
+def _span(row: dict[str, Any]) -> float | None:
+    s, e = row.get("start_s"), row.get("end_s")
+    if e is None:
+        return None
+    return float(e) - float(s or 0.0)
+
+
+def process_chunk(
+    manifest: pa.Table,
+    cfg: Any,
+    *,
+    storage: Any | None = None,
+    opener: Callable[[str, Any], str | IO[bytes]] = open_source,
+) -> ChunkResult:
+    """Run the chain over manifest rows; every input row ends in ``shard`` or ``quarantine``.
+
+    Rows are grouped by ``media_uri`` (each file opened once, segments in start order).
+    ``storage`` gives the endpoint/region for s3:// media.
+    """
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    pre = cfg.preprocess
+    rows = manifest.to_pylist()
+    by_media: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_media[row["media_uri"]].append(i)
+
+    kept: dict[int, Processed] = {}
+    quarantined: dict[int, tuple[str, str, str]] = {}  # i -> (stage, code, error)
+    timings: dict[str, float] = {"decode": 0.0, "denoise": 0.0, "gain": 0.0, "features": 0.0}
+    decoded_s = 0.0
+    for media_uri, idx in by_media.items():
+        idx = sorted(idx, key=lambda i: (rows[i].get("start_s") or 0.0, rows[i]["utt_id"]))
+        segments = [Segment(rows[i].get("start_s"), rows[i].get("end_s")) for i in idx]
+        t0 = time.process_time()
+        decoded = decode_file(media_uri, segments, storage=storage, sample_rate=pre.sample_rate,
+                              max_missing_s=pre.max_missing_s, opener=opener)
+        timings["decode"] += time.process_time() - t0
+        for i, result in zip(idx, decoded):
+            if isinstance(result, DecodeError):
+                quarantined[i] = ("decode", result.code, str(result))
+                continue
+            decoded_s += result.size / pre.sample_rate
+            try:
+                kept[i] = process_samples(result, cfg, timings)
+            except ChainError as exc:
+                quarantined[i] = (exc.stage, exc.code, str(exc))
+            except Exception as exc:  # never let one row fail the chunk
+                quarantined[i] = ("chain", "unexpected", f"{type(exc).__name__}: {exc}")
+
+    order = [i for i in range(len(rows)) if i in kept]
+    shard = _shard_table([rows[i] for i in order], [kept[i] for i in order], cfg)
+    qrows = [i for i in range(len(rows)) if i in quarantined]
+    quarantine = pa.table(
+        {
+            "utt_id": [rows[i]["utt_id"] for i in qrows],
+            "media_uri": [rows[i]["media_uri"] for i in qrows],
+            "stage": [quarantined[i][0] for i in qrows],
+            "error": [quarantined[i][2] for i in qrows],
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
+    for i in qrows:
+        log.debug("quarantined %s (%s): %s", rows[i]["utt_id"], quarantined[i][0], quarantined[i][2])
+
+    samples_out = sum(int(kept[i].waveform.size) for i in order)
+    clipped = sum(kept[i].clipped_samples for i in order)
+    stats: dict[str, Any] = {
+        "rows_in": len(rows),
+        "rows_out": shard.num_rows,
+        "rows_quarantined": quarantine.num_rows,
+        "quarantined_by_stage": dict(Counter(quarantined[i][0] for i in qrows)),
+        "quarantined_by_reason": dict(Counter(f"{quarantined[i][0]}/{quarantined[i][1]}" for i in qrows)),
+        "rows_by_label": dict(Counter(str(rows[i].get("label")) for i in order)),
+        "rows_by_split": dict(Counter(str(rows[i].get("split")) for i in order)),
+        "manifest_audio_s": float(sum(d for d in (_span(r) for r in rows) if d is not None)),
+        "decoded_audio_s": float(decoded_s),
+        "output_audio_s": samples_out / pre.sample_rate,
+        "samples_out": samples_out,
+        "clipped_samples": int(clipped),
+        "files_opened": len(by_media),
+        "cpu_s": {k: float(v) for k, v in timings.items()} | {"total": time.process_time() - cpu0},
+        "wall_s": time.perf_counter() - wall0,
+    }
+    return ChunkResult(shard, quarantine, stats)
+
+
+def _shard_table(rows: list[dict[str, Any]], done: list[Processed], cfg: Any) -> pa.Table:
+    n = len(rows)
+    cols: dict[str, Any] = {name: pa.array([r.get(name) for r in rows], SHARD_SCHEMA.field(name).type)
+                            for name in CARRIED_COLUMNS}
+    cols["sample_rate"] = pa.array([cfg.preprocess.sample_rate] * n, pa.int32())
+    cols["n_mels"] = pa.array([int(p.logmel.shape[0]) for p in done], pa.int32())
+    cols["n_frames"] = pa.array([int(p.logmel.shape[1]) for p in done], pa.int32())
+    cols["logmel"] = _list_array([p.logmel.reshape(-1) for p in done], pa.float32())
+    cols["waveform"] = _list_array([to_int16(p.waveform) for p in done], pa.int16())
+    cols["clipped_samples"] = pa.array([p.clipped_samples for p in done], pa.int32())
+    return pa.table([cols[f.name] for f in SHARD_SCHEMA], schema=SHARD_SCHEMA)
+
+
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum chunk stats (numbers add, dicts merge by key)."""
+    out: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                sub = out.setdefault(key, {})
+                for k, v in value.items():
+                    sub[k] = sub.get(k, 0) + v
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[key] = out.get(key, 0) + value
+    return out

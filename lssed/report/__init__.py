@@ -1,0 +1,1 @@
+"""The benchmark report: tables, plots and one HTML page from the runs in storage."""
