@@ -63,11 +63,18 @@ class PreprocessConfig:
     sample_rate: int = 16000
     denoise: Literal["noisereduce", "noisereduce-stationary", "none"] = "noisereduce"
     gain: float = 2.0
-    batch_size: int = 16  # manifest rows per map_batches call
+    batch_size: int = 16  # rows per Parquet row group in a shard (a shard = one map_batches batch)
     num_actors: int | None = None  # None: as many as the cluster's CPUs allow
     cpus_per_actor: float = 1.0
     rows_per_shard: int = 256
     min_duration_s: float = 0.05  # shorter segments are quarantined as too short
+    # More shards than rows_per_shard alone gives for small manifests, so every actor has work.
+    min_shards: int = 8
+    # A shard also closes at this much (known) audio; rows with no end time count as 30 s.
+    max_shard_audio_s: float = 1800.0
+    # A segment may reach this far past the end of its media (it is then shorter); further
+    # is quarantined as segment_past_end.
+    max_missing_s: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,9 @@ class StagesConfig:
     tune: bool = True
     report: bool = True
     force: bool = False  # redo committed stages
+    # training runs (model x seed) in flight at once; >1 runs each as a Ray task driving its
+    # own TorchTrainer, so a GPU cluster trains the zoo in parallel (1: one after another)
+    parallel_runs: int = 1
 
 
 @dataclass(frozen=True)

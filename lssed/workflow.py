@@ -131,6 +131,9 @@ def validate_config(cfg: Config) -> Config:
     if t.num_workers < 0:
         problems.append("train.num_workers must be >= 0 (0 runs the loop in the driver, Ray Train local mode)")
 
+    if cfg.stages.parallel_runs < 1:
+        problems.append("stages.parallel_runs must be >= 1")
+
     wanted = set(t.models if cfg.stages.train else ()) | set(cfg.tune.models if cfg.stages.tune else ())
     if wanted:
         try:
@@ -237,11 +240,72 @@ def _upload_media(prepared: Any, media_dir: Path, dest: Storage) -> Any:
 
 
 def _run_results_if_committed(out: Storage, run_name: str) -> Any | None:
-    from lssed.train.results import RESULTS_FILE, RunResults
+    from lssed.train.outputs import read_results
 
-    if out.exists("runs", run_name, RESULTS_FILE):
-        return RunResults.from_dict(out.read_json("runs", run_name, RESULTS_FILE))
-    return None
+    return read_results(out.child("runs", run_name))
+
+
+def _train_task(run_cfg: Config, features_uri: str, out: Storage, model: str, run_name: str) -> Any:
+    """One training run as a Ray task: it drives its own TorchTrainer (like a Tune trial)."""
+    from lssed.train.stage import train
+
+    return train(run_cfg, features_uri, out=out, model=model, run_name=run_name)
+
+
+def _train_all(cfg: Config, features: Any, out: Storage, force: bool, runs: list[Any], skipped: list[str],
+               failed: Callable[[str, str, BaseException], None]) -> None:
+    """Train every (model, seed); committed runs are skipped, failures recorded, the rest go on.
+
+    ``stages.parallel_runs`` > 1 keeps that many runs in flight, each a zero-CPU Ray task
+    whose TorchTrainer asks the cluster (and so the autoscaler) for its own workers.
+    """
+    from lssed.train.stage import default_run_name
+
+    pending: list[tuple[str, int, Config, str]] = []
+    for model in cfg.train.models:
+        for seed in cfg.train.seeds:
+            run_cfg = replace_section(cfg, "train", model=model, seed=seed)
+            run_name = _run_name(cfg, run_cfg, model, seed, features.digest, default_run_name)
+            done = None if force else _run_results_if_committed(out, run_name)
+            if done is not None:
+                log.info("train %s: committed (val UA %.3f), skipping", run_name, done.val.ua)
+                skipped.append(f"train:{run_name}")
+                runs.append(done)
+            else:
+                pending.append((model, seed, run_cfg, run_name))
+
+    def finished(run_name: str, res: Any) -> None:
+        runs.append(res)
+        test = res.evaluations.get("test")
+        log.info("train %s: val UA %.3f%s", run_name, res.val.ua,
+                 f", test UA {test.ua:.3f} WA {test.wa:.3f}" if test else "")
+
+    parallel = max(1, cfg.stages.parallel_runs)
+    if parallel == 1 or len(pending) <= 1:
+        for model, seed, run_cfg, run_name in pending:
+            log.info("train %s (model %s, seed %d)", run_name, model, seed)
+            try:
+                finished(run_name, _train_task(run_cfg, features.uri, out, model, run_name))
+            except Exception as exc:  # noqa: BLE001 - recorded; the other runs still train
+                failed("train", run_name, exc)
+        return
+
+    import ray
+
+    remote = ray.remote(num_cpus=0, max_retries=0)(_train_task)
+    queue = list(pending)
+    in_flight: dict[Any, str] = {}
+    while queue or in_flight:
+        while queue and len(in_flight) < parallel:
+            model, seed, run_cfg, run_name = queue.pop(0)
+            log.info("train %s (model %s, seed %d) as a Ray task", run_name, model, seed)
+            in_flight[remote.remote(run_cfg, features.uri, out, model, run_name)] = run_name
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        run_name = in_flight.pop(ready[0])
+        try:
+            finished(run_name, ray.get(ready[0]))
+        except Exception as exc:  # noqa: BLE001
+            failed("train", run_name, exc)
 
 
 def run_workflow(cfg: Config) -> WorkflowResult:
@@ -325,28 +389,7 @@ def run_workflow(cfg: Config) -> WorkflowResult:
 
     # 3. train every model x seed
     if cfg.stages.train:
-        from lssed.train.stage import default_run_name, train
-
-        for model in cfg.train.models:
-            for seed in cfg.train.seeds:
-                run_cfg = replace_section(cfg, "train", model=model, seed=seed)
-                run_name = _run_name(cfg, run_cfg, model, seed, features.digest, default_run_name)
-                done = None if force else _run_results_if_committed(out, run_name)
-                if done is not None:
-                    log.info("train %s: committed (val UA %.3f), skipping", run_name, done.val.ua)
-                    skipped.append(f"train:{run_name}")
-                    state["runs"].append(done)
-                    continue
-                log.info("train %s (model %s, seed %d)", run_name, model, seed)
-                try:
-                    res = timed("train", lambda: train(run_cfg, features.uri, out=out, model=model, run_name=run_name))
-                except Exception as exc:  # noqa: BLE001
-                    failed("train", run_name, exc)
-                    continue
-                state["runs"].append(res)
-                test = res.evaluations.get("test")
-                log.info("train %s: val UA %.3f%s", run_name, res.val.ua,
-                         f", test UA {test.ua:.3f} WA {test.wa:.3f}" if test else "")
+        timed("train", lambda: _train_all(cfg, features, out, force, state["runs"], skipped, failed))
 
     # 4. tune
     if cfg.stages.tune:
@@ -354,23 +397,18 @@ def run_workflow(cfg: Config) -> WorkflowResult:
 
         try:
             state["sweep"] = timed("tune", lambda: tune(cfg, features.uri, out=out))
-            if getattr(state["sweep"], "skipped", False):
-                skipped.append("tune")
+            log.info("tune %s: best %s (val UA %s)", state["sweep"].sweep_name, state["sweep"].best_run_name,
+                     state["sweep"].best_val_ua)
         except Exception as exc:  # noqa: BLE001
             failed("tune", cfg.tune.name or "sweep", exc)
 
     # 5. report (always rebuilt: it only reads storage and is cheap)
     if cfg.stages.report:
-        from lssed.report.build import build_report
-
         report_dir = cfg.report.out_dir or out.join_uri("report")
         try:
-            report = timed("report", lambda: build_report(out.join_uri("runs"), report_dir, storage_cfg=cfg.storage))
-            state["report"] = report
-            index = getattr(report, "index_html", None) or getattr(report, "index", None)
-            state["report_uri"] = str(index) if index else report_dir
-            if getattr(report, "missing", ()):
-                log.warning("report: missing %s", ", ".join(report.missing))
+            state["report"], state["report_uri"] = timed("report", lambda: _report(cfg, out, report_dir))
+            if state["report"].missing:
+                log.warning("report: missing %s", "; ".join(state["report"].missing))
         except Exception as exc:  # noqa: BLE001
             failed("report", report_dir, exc)
 
@@ -388,6 +426,24 @@ def _run_name(cfg: Config, run_cfg: Config, model: str, seed: int, features_dige
     if len(cfg.train.models) * len(cfg.train.seeds) == 1:
         return cfg.train.run_name
     return f"{cfg.train.run_name}-{model}-s{seed}"
+
+
+def _report(cfg: Config, out: Storage, report_dir: str) -> tuple[Any, str]:
+    """Build the report; on S3 it is built in a temporary folder and uploaded to ``report_dir``."""
+    from lssed.report.build import build_report
+
+    runs_uri = out.join_uri("runs")
+    dest = storage_from_config(cfg.storage, report_dir)
+    if not dest.is_s3:
+        report = build_report(runs_uri, dest.root, storage_cfg=cfg.storage)
+        return report, str(report.index_html)
+    with tempfile.TemporaryDirectory(prefix="lssed-report-") as tmp:
+        report = build_report(runs_uri, tmp, storage_cfg=cfg.storage)
+        files = [p for p in Path(tmp).rglob("*") if p.is_file()]
+        for p in files:
+            dest.write_bytes(p.read_bytes(), p.relative_to(tmp).as_posix())
+        log.info("report: uploaded %d files to %s", len(files), dest.uri)
+        return report, dest.join_uri(Path(report.index_html).relative_to(tmp).as_posix())
 
 
 def _check_cluster(cfg: Config) -> None:

@@ -35,3 +35,22 @@ def s3_endpoint():
 
     with moto_s3_server("lssed-test") as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def demo_corpus_csv(tmp_path_factory):
+    """The demo corpus, built once per session: 6 speakers x 4 classes x 4 utterances + 12
+    extra-label ones, 108 utterances in 18 media files (mp4/mkv/wav/webm/flac)."""
+    from lssed.corpora.demo import make_demo_corpus
+
+    return make_demo_corpus(tmp_path_factory.mktemp("demo_corpus"), speakers=6, per_class=4, seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_manifest(demo_corpus_csv, tmp_path_factory):
+    """Path of the demo corpus's manifest parquet (speaker split 4/1/1; rejects file beside it)."""
+    from lssed.corpora import prepare, write_manifest
+
+    prepared = prepare("demo", demo_corpus_csv)
+    manifest, _ = write_manifest(prepared, tmp_path_factory.mktemp("demo_manifest") / "manifest.parquet")
+    return manifest

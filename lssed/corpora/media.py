@@ -31,14 +31,20 @@ class MediaSpec:
     height: int = 48
     fps: int = 5
     bit_rate: int | None = None
+    audio_options: tuple[tuple[str, str], ...] = ()
+    video_options: tuple[tuple[str, str], ...] = ()
 
 
 # The demo corpus cycles through these: video and audio containers, 16-48 kHz, mono and stereo.
+# Encoder options favour speed: the demo corpus must build in seconds.
+_FAST_OPUS = (("compression_level", "0"),)
 DEMO_SPECS: tuple[MediaSpec, ...] = (
-    MediaSpec(".mp4", "mp4", "aac", 44100, 2, video_codec="libx264", bit_rate=96000),
-    MediaSpec(".mkv", "matroska", "libopus", 48000, 2, video_codec="mpeg4", bit_rate=64000),
+    MediaSpec(".mp4", "mp4", "aac", 44100, 2, video_codec="libx264", bit_rate=96000,
+              audio_options=(("aac_coder", "fast"),), video_options=(("preset", "ultrafast"),)),
+    MediaSpec(".mkv", "matroska", "libopus", 48000, 2, video_codec="mpeg4", bit_rate=64000, audio_options=_FAST_OPUS),
     MediaSpec(".wav", "wav", "pcm_s16le", 22050, 1),
-    MediaSpec(".webm", "webm", "libopus", 24000, 1, video_codec="libvpx", bit_rate=48000),
+    MediaSpec(".webm", "webm", "libopus", 24000, 1, video_codec="libvpx", bit_rate=48000, audio_options=_FAST_OPUS,
+              video_options=(("deadline", "realtime"), ("cpu-used", "8"))),
     MediaSpec(".flac", "flac", "flac", 16000, 1),
 )
 
@@ -74,13 +80,15 @@ def write_media(path: str | Path, audio: np.ndarray, spec: MediaSpec, *, colour:
     layout = "mono" if spec.channels == 1 else "stereo"
     fmt = _audio_format(spec.audio_codec)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", format=spec.container) as container:
+    # bitexact: no random track/segment UIDs or encoder version tags, so a seed gives the same bytes
+    with av.open(str(path), mode="w", format=spec.container, options={"fflags": "+bitexact"}) as container:
         vstream = None
         if spec.video_codec:
-            vstream = container.add_stream(spec.video_codec, rate=spec.fps)
+            vstream = container.add_stream(spec.video_codec, rate=spec.fps, options=dict(spec.video_options))
             vstream.width, vstream.height, vstream.pix_fmt = spec.width, spec.height, "yuv420p"
             vstream.codec_context.thread_count = 1  # same bytes on every machine
-        astream = container.add_stream(spec.audio_codec, rate=spec.sample_rate, layout=layout)
+        astream = container.add_stream(spec.audio_codec, rate=spec.sample_rate, layout=layout,
+                                       options=dict(spec.audio_options))
         if spec.bit_rate:
             astream.bit_rate = spec.bit_rate
         astream.codec_context.thread_count = 1
@@ -148,3 +156,19 @@ def read_audio(path: str | Path) -> DecodedAudio:
         samples = np.concatenate(parts, axis=1) if parts else np.zeros((channels, 0), np.float32)
         return DecodedAudio(samples.astype(np.float32, copy=False), stream.codec_context.sample_rate,
                             stream.codec_context.name, bool(container.streams.video))
+
+
+def decoded_duration(path: str | Path) -> tuple[float, int]:
+    """Decode every audio frame of the first audio stream; (seconds, channels)."""
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path} has no audio stream")
+        stream = container.streams.audio[0]
+        n = 0
+        rate = stream.codec_context.sample_rate
+        for frame in container.decode(stream):
+            n += frame.samples
+            rate = frame.sample_rate
+        return n / rate, stream.codec_context.channels

@@ -36,7 +36,7 @@ PYRAMIDS: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]], ...]
     ((3,), (1,), (1.0,)),
 )
 
-PYRAMID_MODES = ("grouped", "dense", "merged")
+PYRAMID_MODES = ("grouped", "grouped-nchw", "split", "dense", "merged")
 # The fast implementation's pyramid mode per stage (layer1..layer4); chosen from measurements
 # on an H100 (benchmarks/train_step.py, docs/performance.md).
 FAST_PLAN: tuple[str, str, str, str] = ("merged", "merged", "grouped", "grouped")
@@ -62,8 +62,10 @@ def embed_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:
 class PyConv(nn.Module):
     """A pyramid of parallel convs, outputs concatenated; children ``conv2_1``.. as the authors'.
 
-    ``mode``: ``grouped`` (the authors' computation), ``dense`` (each level as a block-diagonal
-    dense conv), ``merged`` (all levels as one dense conv with the largest kernel).
+    ``mode``: ``grouped`` (the authors' computation), ``grouped-nchw`` (the same, run in NCHW
+    memory format even when the network is channels_last), ``split`` (each group of a grouped
+    level as its own dense conv on its channel slice), ``dense`` (each level as a
+    block-diagonal dense conv), ``merged`` (all levels as one dense conv with the largest kernel).
     """
 
     def __init__(self, inplanes: int, planes: int, kernels: Sequence[int], groups: Sequence[int],
@@ -88,6 +90,18 @@ class PyConv(nn.Module):
         if self.mode == "merged":
             kmax = max(self.kernels)
             return F.conv2d(x, self.merged_weight(), stride=self.stride, padding=kmax // 2)
+        if self.mode == "grouped-nchw" and not x.is_contiguous():
+            out = torch.cat([c(x.contiguous()) for c in self.levels()], dim=1)
+            return out.contiguous(memory_format=torch.channels_last)
+        if self.mode == "split":
+            outs = []
+            for c, g in zip(self.levels(), self.groups):
+                if g == 1:
+                    outs.append(c(x))
+                else:
+                    outs += [F.conv2d(xi, wi, stride=self.stride, padding=c.padding)
+                             for xi, wi in zip(x.chunk(g, dim=1), c.weight.chunk(g, dim=0))]
+            return torch.cat(outs, dim=1)
         if self.mode == "dense":
             outs = [F.conv2d(x, block_diagonal(c.weight, g), stride=self.stride, padding=c.padding)
                     for c, g in zip(self.levels(), self.groups)]

@@ -127,9 +127,10 @@ def _decode_one(container: Any, stream: Any, seg: Segment, sample_rate: int, max
     if media_end is not None and start >= media_end:
         raise DecodeError("segment_past_end", f"segment starts at {start:.3f} s but the audio ends at {media_end:.3f} s")
 
-    seek_to = max(0.0, start - PREROLL_S)
+    # The target may be negative: some demuxers (Matroska/Opus) give their first packet a
+    # negative timestamp and a backward seek to 0 would land after it.
     tb = stream.time_base
-    offset = int(seek_to / tb) + (stream.start_time or 0)
+    offset = int((start - PREROLL_S) / tb) + (stream.start_time or 0)
     try:
         container.seek(offset, stream=stream, backward=True)
     except Exception:
@@ -148,7 +149,7 @@ def _decode_one(container: Any, stream: Any, seg: Segment, sample_rate: int, max
                 break
             for out in resampler.resample(frame):
                 if first_t is None:
-                    first_t = out.time if out.time is not None else (t if t is not None else 0.0)
+                    first_t = t if t is not None else (out.time if out.time is not None else 0.0)
                 pieces.append(out.to_ndarray().reshape(-1))
         if done:
             break

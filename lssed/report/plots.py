@@ -86,6 +86,10 @@ def curves_png(runs: Sequence[RunResults], title: str, path: Path) -> Figure:
             data[r.run_name] = (epochs, loss, ua)
             ax_loss.plot(epochs, loss, marker="o", markersize=3, label=r.run_name)
             ax_ua.plot(epochs, ua, marker="o", markersize=3, label=r.run_name)
+        from matplotlib.ticker import MaxNLocator
+
+        for ax in (ax_loss, ax_ua):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax_loss.set_xlabel("epoch")
         ax_loss.set_ylabel("training loss")
         ax_ua.set_xlabel("epoch")

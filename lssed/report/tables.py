@@ -183,19 +183,26 @@ def _eval_corpus(r: RunResults, key: str) -> str | None:
 
 
 def cross_corpus_table(runs: Sequence[RunResults], *, split: str | None = None) -> Table:
-    """Table 4 analogue: rows (model, train corpus), a column per test corpus, test UA mean ± std."""
+    """Table 4 analogue: rows (model, train corpus), a column per test corpus, test UA mean ± std.
+
+    Each cell shows, among the settings evaluated on that test corpus, the one with the best
+    mean validation UA (on the training corpus).
+    """
     usable = [r for r in runs if any(_eval_corpus(r, k) for k in r.evaluations)]
     test_corpora = sorted({c for r in usable for k in r.evaluations if (c := _eval_corpus(r, k))})
     rows = []
     for model in sorted({r.model for r in usable}):
         for train in sorted({r.train_corpus for r in usable if r.model == model}):
-            subset = [r for r in usable if r.model == model and r.train_corpus == train]
-            _, best = best_by_val(group_settings(subset))
             values: list[Any] = []
             for test in test_corpora:
-                keys = ["test"] if test == train else [f"test@{test}"]
-                scores = [r.evaluations[k].ua for r in best for k in keys if k in r.evaluations]
-                values.extend(mean_std(_pct(scores)))
+                key = "test" if test == train else f"test@{test}"
+                # per cell: among the settings evaluated on this corpus, the best by validation UA
+                subset = [r for r in usable if r.model == model and r.train_corpus == train and key in r.evaluations]
+                if not subset:
+                    values.extend((None, None))
+                    continue
+                _, best = best_by_val(group_settings(subset))
+                values.extend(mean_std(_pct(r.evaluations[key].ua for r in best)))
             rows.append((model, train, *values))
     columns = ("model", "train_on", *[c for t in test_corpora for c in (f"{t}_mean", f"{t}_std")])
     notes = []
@@ -277,9 +284,13 @@ def hours_table(meta: Any, marker: dict[str, Any] | None = None, *, protocol: st
     rows = [(corpus, split, n, len(spk), secs / 3600.0) for (corpus, split), (n, spk, secs) in sorted(acc.items())]
     notes = []
     stats = marker.get("stats") or {}
-    for key in ("hours", "hours_in", "hours_out", "clip_rate", "clipped_samples", "throughput_x_realtime"):
+    # keys of the preprocess stage's _SUCCESS.json stats (lssed/preprocess/stage.py); any may be absent
+    for key in ("hours", "manifest_audio_h", "decoded_audio_h", "output_audio_h", "clip_rate", "clipped_samples",
+                "quarantined_by_reason", "audio_s_per_cpu_s"):
         if key in stats:
-            notes.append(f"preprocess stats: {key} = {stats[key]}")
+            value = stats[key]
+            text = f"{value:.4g}" if isinstance(value, float) else str(value)
+            notes.append(f"preprocess stats: {key} = {text}")
     counts = marker.get("counts") or {k: marker[k] for k in ("rows_in", "rows_out", "rows_quarantined") if k in marker}
     if counts:
         notes.append("preprocess counts: " + ", ".join(f"{k} = {v}" for k, v in sorted(counts.items())))

@@ -61,6 +61,10 @@ class RunResults:
     device: str = "cpu"
     tune_trial: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    # (train) times the loop started again from a checkpoint (worker failure or a rerun)
+    restarts: int = 0
+    # (train) log-mel computed on the worker from the stored waveform (features.* differ)
+    features_recomputed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

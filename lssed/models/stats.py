@@ -1,0 +1,28 @@
+"""Parameter and FLOP counts of the zoo (``lssed models --table``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    name: str
+    params: int
+    gflops: float  # forward FLOPs (multiply-add = 2) at ``input_shape``
+    input_shape: tuple[int, ...]
+
+
+def model_stats(name: str, input_shape: tuple[int, ...] = (1, 1, 128, 160), **kw) -> ModelStats:
+    """Count parameters and forward FLOPs (``torch.utils.flop_counter``, eval mode, CPU)."""
+    from lssed.models import create_model
+
+    model = create_model(name, **kw).eval()
+    params = sum(p.numel() for p in model.parameters())
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(input_shape))
+    return ModelStats(name=name, params=params, gflops=counter.get_total_flops() / 1e9, input_shape=tuple(input_shape))

@@ -1,0 +1,323 @@
+"""Training data from the preprocess stage's shards: splits, crops, collation, train-time features.
+
+* Splits come from the shards' ``split`` column (train/val/test, speaker-independent, made by
+  the corpora stage); only rows with a non-null ``label4`` are used (the 4-class benchmark).
+* Training: a random crop (or zero/silence pad) of ``train.crop_frames`` frames per utterance.
+  The paper does not state a crop length; 160 frames is ~5.1 s at hop 512 / 16 kHz.
+  Crop offsets are a hash of (seed, epoch, utt_id), so a run is repeatable whatever the
+  order or worker its rows arrive in.
+* Evaluation: whole utterances (the models pool adaptively, so batch-of-one is exact).
+* Train-time features: when ``cfg.features`` differs from the feature config stored in the
+  shards' ``_SUCCESS.json``, batches carry the stored 16 kHz waveform (int16 / 32768) instead
+  and the loop computes log-mel on its device with :func:`lssed.features.logmel`. A training
+  crop then covers ``(crop_frames - 1) * hop`` samples, which gives exactly ``crop_frames``
+  frames; its edge frames see zero padding rather than the neighbouring audio (a departure
+  from cropping the whole-utterance spectrogram, harmless as augmentation).
+
+Ray is imported lazily here, so the pure functions work on a machine without Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from lssed.config import Config, ConfigError, FeatureConfig, config_from_dict, config_to_dict
+from lssed.storage import SUCCESS_MARKER, Storage, StorageError, storage_from_config
+from lssed.train.loop import Utterance
+
+try:  # a Ray-free machine (the GPU benchmark) still imports the pure functions below
+    from ray.data.collate_fn import ArrowBatchCollateFn as _CollateBase
+except ImportError:  # pragma: no cover - exercised only where Ray is absent
+    _CollateBase = object  # type: ignore[assignment,misc]
+
+log = logging.getLogger(__name__)
+
+PCM_SCALE = 32768.0  # stored int16 waveform -> float in [-1, 1)
+META_COLUMNS: tuple[str, ...] = ("utt_id", "label4", "split")
+
+
+@dataclass(frozen=True)
+class FeatureSource:
+    """What the trainer needs to know about one committed feature set."""
+
+    uri: str  # <out>/features/<digest>
+    digest: str
+    shards_path: str  # inside the storage's filesystem
+    stored_features: dict[str, Any]  # the feature config the shards' log-mels were made with
+    features: dict[str, Any]  # the feature config used for training
+    recompute: bool  # True: log-mel from the stored waveform on the worker's device
+    n_mels: int
+    split_counts: dict[str, int]  # labelled (label4 non-null) rows per split
+    class_counts: tuple[int, ...]  # label4 counts in the training split
+    train_corpora: tuple[str, ...]
+    rows_total: int
+    rows_unlabelled: int  # label4 null: outside the 4-class benchmark, not used
+    storage: Storage = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*META_COLUMNS, "n_frames", "waveform" if self.recompute else "logmel"]
+
+
+def _stored_feature_config(marker: dict[str, Any], uri: str) -> FeatureConfig:
+    section = None
+    if isinstance(marker.get("config"), dict):
+        section = marker["config"].get("features")
+    if section is None:
+        section = marker.get("features")
+    if not isinstance(section, dict):
+        raise StorageError(
+            f"{uri}/{SUCCESS_MARKER} holds no 'config.features' section: these shards were not written by "
+            "`lssed preprocess` / `lssed import-features`; rerun that stage"
+        )
+    return config_from_dict({"features": section}).features
+
+
+def feature_config_differs(a: FeatureConfig, b: FeatureConfig) -> bool:
+    return config_to_dict(a) != config_to_dict(b)
+
+
+def describe_features(cfg: Config, features_uri: str) -> FeatureSource:
+    """Read ``_SUCCESS.json`` and the shards' label columns; validate before any Ray work."""
+    import pyarrow.dataset as pads
+
+    storage = storage_from_config(cfg.storage, features_uri)
+    if not storage.exists(SUCCESS_MARKER):
+        raise StorageError(
+            f"{features_uri} has no {SUCCESS_MARKER}: pass the directory `lssed preprocess` printed "
+            "(<out>/features/<digest>) and make sure that stage finished"
+        )
+    marker = storage.read_json(SUCCESS_MARKER)
+    stored = _stored_feature_config(marker, features_uri)
+    wanted = cfg.features
+    recompute = feature_config_differs(stored, wanted)
+    shards_path = storage.path("shards")
+    fs = storage.filesystem
+    try:
+        dataset = pads.dataset(shards_path, filesystem=fs, format="parquet")
+        meta = dataset.to_table(columns=["corpus", "label4", "split"])
+    except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
+        raise StorageError(f"cannot read the shards under {storage.join_uri('shards')}: {exc}") from exc
+    if meta.num_rows == 0:
+        raise ValueError(f"{features_uri} has no shard rows: the preprocess stage produced nothing to train on")
+    label4 = meta.column("label4").to_numpy(zero_copy_only=False)
+    split = np.asarray(meta.column("split").to_pylist(), dtype=object)
+    corpus = np.asarray(meta.column("corpus").to_pylist(), dtype=object)
+    labelled = ~np.isnan(label4.astype(np.float64))
+    num_classes = cfg.train.num_classes
+    split_counts = {s: int(np.sum(labelled & (split == s))) for s in ("train", "val", "test")}
+    train_rows = labelled & (split == "train")
+    counts = np.bincount(label4[train_rows].astype(np.int64), minlength=num_classes)
+    if split_counts["train"] == 0 or split_counts["val"] == 0:
+        raise ValueError(
+            f"{features_uri}: the shards have {split_counts} labelled rows per split; training needs "
+            "train and val rows (the corpora stage assigns them: check corpus.split / val_fraction)"
+        )
+    if len(counts) > num_classes:
+        raise ValueError(f"label4 holds indices >= train.num_classes={num_classes}; fix the manifest's label4")
+    if recompute:
+        schema_names = dataset.schema.names
+        if "waveform" not in schema_names:
+            raise ConfigError(
+                f"features.* differ from the shards' ({config_to_dict(stored)}) but the shards hold no "
+                "waveform; set the features.* keys to the stored values or rerun `lssed preprocess`"
+            )
+        nulls = dataset.to_table(columns=["waveform"]).column("waveform").null_count
+        if nulls:
+            raise ConfigError(
+                f"features.* differ from the shards' ({config_to_dict(stored)}) but {nulls} rows have no "
+                "waveform (imported features); use the stored feature settings for these shards"
+            )
+        log.info("features differ from the stored ones: log-mel is computed from the waveform on the worker")
+    return FeatureSource(
+        uri=features_uri,
+        digest=str(marker.get("digest") or storage.root.rstrip("/").rsplit("/", 1)[-1]),
+        shards_path=shards_path,
+        stored_features=config_to_dict(stored),
+        features=config_to_dict(wanted),
+        recompute=recompute,
+        n_mels=int(wanted.n_mels if recompute else stored.n_mels),
+        split_counts=split_counts,
+        class_counts=tuple(int(c) for c in counts[:num_classes]),
+        train_corpora=tuple(sorted({str(c) for c in corpus[train_rows]})),
+        rows_total=int(meta.num_rows),
+        rows_unlabelled=int(np.sum(~labelled)),
+        storage=storage,
+    )
+
+
+def split_datasets(source: FeatureSource, splits: Sequence[str] = ("train", "val", "test")) -> dict[str, Any]:
+    """One Ray Dataset per split: the labelled rows of that split, only the needed columns."""
+    import ray.data
+    from ray.data.expressions import col
+
+    out = {}
+    for name in splits:
+        ds = ray.data.read_parquet(source.shards_path, filesystem=source.storage.filesystem,
+                                   columns=source.columns)
+        out[name] = ds.filter(expr=(col("split") == name) & col("label4").is_not_null())
+    return out
+
+
+# --------------------------------------------------------------------------- pure collation
+
+
+def _list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of a list column, zero-copy where Arrow allows."""
+    arr = table.column(name).combine_chunks()
+    if isinstance(arr, pa.ChunkedArray):  # pragma: no cover - combine_chunks returns an Array
+        arr = arr.chunk(0)
+    if arr.null_count:
+        raise ValueError(f"{arr.null_count} rows have a null {name!r}; the shards are incomplete")
+    return arr.values.to_numpy(zero_copy_only=False), arr.offsets.to_numpy()
+
+
+def crop_starts(utt_ids: Sequence[str], lengths: np.ndarray, crop: int, seed: int, epoch: int) -> np.ndarray:
+    """Random-crop offsets from a hash of (seed, epoch, utt_id): order- and worker-independent."""
+    room = np.maximum(np.asarray(lengths, dtype=np.int64) - crop + 1, 1)
+    hashes = np.fromiter((zlib.crc32(f"{seed}:{epoch}:{u}".encode()) for u in utt_ids),
+                         dtype=np.int64, count=len(utt_ids))
+    return hashes % room
+
+
+def silence_value(feature_cfg: dict[str, Any]) -> float:
+    """The log-mel value of silence (what zero padding of the waveform gives)."""
+    kind = feature_cfg.get("log", "log")
+    if kind == "log":
+        return float(np.log(np.float32(0.0) + np.float32(feature_cfg.get("log_offset", 1e-6))))
+    if kind == "db":
+        return -100.0
+    return 0.0
+
+
+def collate_logmel_crops(table: pa.Table, *, n_mels: int, crop_frames: int, seed: int, epoch: int,
+                         pad_value: float) -> dict[str, np.ndarray]:
+    """Rows with stored log-mels -> ``x`` (B, 1, n_mels, crop_frames) float32, ``y`` (B,) int64."""
+    values, offsets = _list_column(table, "logmel")
+    n_frames = table.column("n_frames").to_numpy(zero_copy_only=False).astype(np.int64)
+    utt = table.column("utt_id").to_pylist()
+    starts = crop_starts(utt, n_frames, crop_frames, seed, epoch)
+    x = np.full((len(utt), 1, n_mels, crop_frames), pad_value, dtype=np.float32)
+    for i in range(len(utt)):
+        t = int(n_frames[i])
+        lo, hi = int(offsets[i]), int(offsets[i + 1])
+        if hi - lo != n_mels * t:
+            raise ValueError(
+                f"utterance {utt[i]!r}: logmel has {hi - lo} values, expected n_mels*n_frames = "
+                f"{n_mels}*{t}; the shards do not match features.n_mels={n_mels}"
+            )
+        mel = values[lo:hi].reshape(n_mels, t)
+        s = int(starts[i])
+        take = min(crop_frames, t)
+        x[i, 0, :, :take] = mel[:, s:s + take]
+    return {"x": x, "y": _labels(table)}
+
+
+def crop_samples_for(crop_frames: int, hop_length: int) -> int:
+    """Samples whose centred STFT gives exactly ``crop_frames`` frames."""
+    return max(1, (crop_frames - 1) * hop_length)
+
+
+def collate_wave_crops(table: pa.Table, *, crop_samples: int, seed: int, epoch: int) -> dict[str, np.ndarray]:
+    """Rows with stored waveforms -> ``wave`` (B, crop_samples) float32 (zero padded), ``y``."""
+    values, offsets = _list_column(table, "waveform")
+    lengths = np.diff(offsets).astype(np.int64)
+    utt = table.column("utt_id").to_pylist()
+    starts = crop_starts(utt, lengths, crop_samples, seed, epoch)
+    wave = np.zeros((len(utt), crop_samples), dtype=np.float32)
+    for i in range(len(utt)):
+        lo = int(offsets[i]) + int(starts[i])
+        take = min(crop_samples, int(lengths[i]))
+        wave[i, :take] = values[lo:lo + take]
+    wave /= PCM_SCALE
+    return {"wave": wave, "y": _labels(table)}
+
+
+def _labels(table: pa.Table) -> np.ndarray:
+    col = table.column("label4")
+    if col.null_count:
+        raise ValueError("a training row has a null label4: filter the split to labelled rows first")
+    return col.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def utterances(table: pa.Table, *, n_mels: int, recompute: bool) -> Iterator[Utterance]:
+    """Whole utterances for evaluation, one per row."""
+    column = "waveform" if recompute else "logmel"
+    values, offsets = _list_column(table, column)
+    n_frames = table.column("n_frames").to_numpy(zero_copy_only=False).astype(np.int64)
+    utt = table.column("utt_id").to_pylist()
+    split = table.column("split").to_pylist()
+    labels = _labels(table)
+    for i in range(len(utt)):
+        chunk = values[int(offsets[i]):int(offsets[i + 1])]
+        if recompute:
+            data = chunk.astype(np.float32) / PCM_SCALE
+        else:
+            if chunk.size != n_mels * int(n_frames[i]):
+                raise ValueError(f"utterance {utt[i]!r}: logmel size {chunk.size} != {n_mels}*{n_frames[i]}")
+            data = np.asarray(chunk, dtype=np.float32).reshape(n_mels, int(n_frames[i]))
+        yield Utterance(utt[i], int(labels[i]), str(split[i]), data, recompute)
+
+
+class TrainCollate(_CollateBase):  # type: ignore[misc,valid-type]
+    """Ray Data collate (Arrow batch -> dict of tensors): crop or pad, stack, to tensor.
+
+    Runs in Ray Data's prefetch threads on the training worker; the iterator moves the
+    tensors to the worker's device.
+    """
+
+    def __init__(self, *, recompute: bool, n_mels: int, crop_frames: int, hop_length: int,
+                 pad_value: float, seed: int, epoch: int) -> None:
+        self.recompute = recompute
+        self.n_mels = n_mels
+        self.crop_frames = crop_frames
+        self.crop_samples = crop_samples_for(crop_frames, hop_length)
+        self.pad_value = pad_value
+        self.seed = seed
+        self.epoch = epoch
+
+    def __call__(self, batch: pa.Table) -> dict[str, Any]:
+        import torch
+
+        if self.recompute:
+            arrays = collate_wave_crops(batch, crop_samples=self.crop_samples, seed=self.seed, epoch=self.epoch)
+        else:
+            arrays = collate_logmel_crops(batch, n_mels=self.n_mels, crop_frames=self.crop_frames,
+                                          seed=self.seed, epoch=self.epoch, pad_value=self.pad_value)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def _split_filter(split: str) -> Any:
+    import pyarrow.compute as pc
+
+    return (pc.field("split") == split) & pc.field("label4").is_valid()
+
+
+def shard_tables(source: FeatureSource, split: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """One split's labelled rows read with plain pyarrow, sorted by utt_id (tests, local evaluation)."""
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(source.shards_path, filesystem=source.storage.filesystem, format="parquet")
+    table = dataset.to_table(columns=list(columns or source.columns), filter=_split_filter(split))
+    return table.sort_by("utt_id")
+
+
+def iter_split_batches(storage: Storage, split: str, columns: Sequence[str], batch_size: int) -> Iterator[pa.Table]:
+    """Stream one split's labelled rows from ``<features>/shards`` with pyarrow (rank 0's evaluation).
+
+    Evaluation sets are read whole by one process, so plain pyarrow streaming is enough and
+    saves a Ray Data execution per epoch.
+    """
+    import pyarrow.dataset as pads
+
+    dataset = pads.dataset(storage.path("shards"), filesystem=storage.filesystem, format="parquet")
+    scanner = dataset.scanner(columns=list(columns), filter=_split_filter(split), batch_size=batch_size)
+    for batch in scanner.to_batches():
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])

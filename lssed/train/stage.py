@@ -1,0 +1,82 @@
+"""The training stage: one model on one feature set -> ``<out>/runs/<run name>/results.json``.
+
+A finished run (``results.json`` present) is not trained again; an unfinished one with the
+same run name resumes from its last checkpoint in storage (Ray Train restores it).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from lssed.config import Config, config_to_dict, digest, replace_section
+from lssed.storage import Storage, storage_from_config
+from lssed.train.results import Metrics, RunResults
+
+log = logging.getLogger(__name__)
+
+# train.* keys that do not change what a run computes (they never enter the run name)
+_NAME_FREE_KEYS = ("model", "models", "seeds", "run_name", "max_failures", "eval_batch_size")
+
+
+def default_run_name(cfg: Config, model: str, features_digest: str) -> str:
+    """``<model>-<features digest[:8]>-<digest of train+features settings>``: stable across reruns."""
+    train = {k: v for k, v in config_to_dict(cfg.train).items() if k not in _NAME_FREE_KEYS}
+    key = digest({"model": model, "train": train, "features": config_to_dict(cfg.features)}, length=10)
+    safe_model = re.sub(r"[^A-Za-z0-9_.-]", "_", model)
+    return f"{safe_model}-{features_digest[:8]}-{key}"
+
+
+def train(cfg: Config, features_uri: str, *, out: Storage, model: str | None = None,
+          run_name: str | None = None) -> RunResults:
+    """Train (or resume, or return the finished) run of ``model`` on ``features_uri``."""
+    from lssed.runtime import init_ray
+    from lssed.train.data import describe_features
+    from lssed.train.outputs import read_results
+    from lssed.train.trainer import make_trainer
+
+    model = model or cfg.train.model
+    source = describe_features(cfg, features_uri)  # validates before Ray starts
+    name = run_name or cfg.train.run_name or default_run_name(cfg, model, source.digest)
+    run = out.child("runs", name)
+    done = read_results(run)
+    if done is not None:
+        log.info("run %s is finished (test UA %.4f): not training again", run.uri, done.evaluations["test"].ua)
+        return done
+    init_ray(cfg.ray)
+    trainer = make_trainer(cfg, features_uri, out=out, model=model, run_name=name)
+    result = trainer.fit()
+    results = read_results(run)
+    if results is None:
+        raise RuntimeError(f"training {name} ended ({getattr(result, 'error', None)}) without {run.uri}/results.json")
+    return results
+
+
+def evaluate_run(cfg: Config, features_uri: str, *, out: Storage, run_name: str, split: str = "test") -> Metrics:
+    """Evaluate a finished run's selected weights on ``split`` of ``features_uri`` (no Ray; CPU or GPU).
+
+    Uses the feature settings the run was trained with, so another corpus's shards can be
+    evaluated too (the cross-corpus matrix).
+    """
+    import torch
+
+    from lssed.models import create_model
+    from lssed.train.data import describe_features, shard_tables, utterances
+    from lssed.train.loop import evaluate
+    from lssed.train.outputs import read_best_state, read_results
+
+    run = out.child("runs", run_name)
+    results = read_results(run)
+    if results is None:
+        raise FileNotFoundError(f"{run.uri} has no results.json: the run has not finished (run `lssed train`)")
+    cfg = replace_section(cfg, "features", **results.feature_config)
+    source = describe_features(cfg, features_uri)
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.use_gpu else "cpu")
+    model = create_model(results.model, num_classes=len(results.class_names))
+    model.load_state_dict(read_best_state(run))
+    model.to(device)
+    table = shard_tables(source, split)
+    items = utterances(table, n_mels=source.n_mels, recompute=source.recompute)
+    metrics, _ = evaluate(model, items, device, num_classes=len(results.class_names), amp=cfg.train.amp,
+                          features=source.features if source.recompute else None)
+    return metrics

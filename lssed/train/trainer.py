@@ -1,0 +1,231 @@
+"""The Ray Train glue: ``make_trainer`` builds a ``TorchTrainer`` whose workers run
+:func:`lssed.train.loop.run_training` through :class:`RayContext`.
+
+Data: one Ray Dataset per split from the shards; ``train`` is split across workers
+(``streaming_split``, order preserved so a seed makes a run repeatable) and reaches each
+worker through ``get_dataset_shard("train").iter_torch_batches`` with a crop/pad collate and
+prefetch; ``val``/``test`` are streamed whole by rank 0 with plain pyarrow (one reader, no
+Ray Data execution per epoch). Checkpoints go to
+``<out>/runs/<run name>/`` (RunConfig ``storage_path=<out>/runs``, ``name=<run name>``), so
+rerunning the same run name resumes and ``FailureConfig`` restarts failed workers from the
+latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import torch
+
+from lssed.config import Config, config_to_dict
+from lssed.labels import BENCHMARK_CLASSES
+from lssed.storage import Storage
+from lssed.train.data import (FeatureSource, TrainCollate, describe_features, iter_split_batches, silence_value,
+                              split_datasets, utterances)
+from lssed.train.loop import STATE_FILE, LoopOutcome, Utterance, run_training
+
+log = logging.getLogger(__name__)
+
+# Tests only: "epoch=2,rank=1,marker=/tmp/x" makes that worker SIGKILL itself once.
+FAULT_ENV = "LSSED_TEST_KILL_WORKER"
+
+
+def _fault_from_env() -> dict[str, Any] | None:
+    text = os.environ.get(FAULT_ENV)
+    if not text:
+        return None
+    fault = dict(part.split("=", 1) for part in text.split(","))
+    if "marker" not in fault:
+        raise ValueError(f"{FAULT_ENV} needs marker=PATH (e.g. epoch=2,rank=1,marker=/tmp/killed)")
+    return {"epoch": int(fault.get("epoch", 1)), "rank": int(fault.get("rank", 0)), "marker": fault["marker"]}
+
+
+def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str, run_name: str) -> dict[str, Any]:
+    """The plain-data config every worker receives (see :func:`lssed.train.loop.run_training`)."""
+    return {
+        "model": model,
+        "model_kwargs": {},
+        "num_classes": cfg.train.num_classes,
+        "class_names": list(BENCHMARK_CLASSES[: cfg.train.num_classes]),
+        "train": config_to_dict(cfg.train),
+        "features": dict(source.features),
+        "stored_features": dict(source.stored_features),
+        "recompute": source.recompute,
+        "n_mels": source.n_mels,
+        "pad_value": silence_value(source.features),
+        "class_counts": list(source.class_counts),
+        "train_corpora": list(source.train_corpora),
+        "features_uri": source.uri,
+        "features_storage": {"uri": source.storage.uri, "endpoint_url": source.storage.endpoint_url,
+                             "region": source.storage.region},
+        "features_digest": source.digest,
+        "run_name": run_name,
+        "num_workers": cfg.train.num_workers,
+        "out": {"uri": out.uri, "endpoint_url": out.endpoint_url, "region": out.region},
+        "fault": _fault_from_env(),
+    }
+
+
+class RayContext:
+    """:class:`lssed.train.loop.WorkerContext` inside a Ray Train worker."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        import ray.train
+        import ray.train.torch
+
+        ctx = ray.train.get_context()
+        self.config = config
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.device = ray.train.torch.get_device()
+        self.train_cfg = config["train"]
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def train_batches(self, epoch: int, batch_size: int) -> Iterable[dict[str, torch.Tensor]]:
+        import ray.train
+
+        seed = int(self.train_cfg["seed"])
+        collate = TrainCollate(
+            recompute=self.config["recompute"],
+            n_mels=self.config["n_mels"],
+            crop_frames=int(self.train_cfg["crop_frames"]),
+            hop_length=int(self.config["features"]["hop_length"]),
+            pad_value=float(self.config["pad_value"]),
+            seed=seed,
+            epoch=epoch,
+        )
+        shard = ray.train.get_dataset_shard("train")
+        return shard.iter_torch_batches(
+            batch_size=batch_size,
+            collate_fn=collate,
+            local_shuffle_buffer_size=max(4 * batch_size, 256),
+            local_shuffle_seed=seed * 100_003 + epoch,
+            prefetch_batches=2,
+        )
+
+    def eval_utterances(self, split: str) -> Iterator[Utterance]:
+        features = Storage(**self.config["features_storage"])
+        columns = ["utt_id", "label4", "split", "n_frames", "waveform" if self.config["recompute"] else "logmel"]
+        for table in iter_split_batches(features, split, columns, int(self.train_cfg["eval_batch_size"])):
+            yield from utterances(table, n_mels=self.config["n_mels"], recompute=self.config["recompute"])
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return None
+        with ckpt.as_directory() as d:
+            return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        import ray.train
+
+        if state is None:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(state, Path(d) / STATE_FILE)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
+                             checkpoint_dir_name=f"checkpoint_epoch_{int(metrics['epoch']):04d}")
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def broadcast(self, obj: Any) -> Any:
+        if self.world_size == 1:
+            return obj
+        from ray.train.collective import broadcast_from_rank_zero
+
+        return broadcast_from_rank_zero(obj)
+
+    def write_outputs(self, outcome: LoopOutcome, config: dict[str, Any]) -> None:
+        from lssed.train.outputs import write_run_outputs
+
+        out = Storage(**config["out"])
+        write_run_outputs(out.child("runs", config["run_name"]), outcome, config)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """What each Ray Train worker runs."""
+    import logging as _logging
+
+    _logging.basicConfig(level=_logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(max(1, int(float(config["train"].get("cpus_per_worker", 1)))))
+    run_training(config, RayContext(config))
+
+
+def run_storage(out: Storage) -> tuple[str, Any]:
+    """(storage_path, storage_filesystem) for RunConfig: ``<out>/runs``."""
+    runs = out.child("runs")
+    if out.is_s3:
+        return runs.root, runs.filesystem  # a pyarrow filesystem and a scheme-less path
+    return runs.root, None
+
+
+def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, run_name: str,
+                 callbacks: Sequence[Any] = ()) -> Any:
+    """A ``ray.train.torch.TorchTrainer`` for one model on one feature set.
+
+    Its train loop, on rank 0 at the end, evaluates the validation-UA-selected checkpoint on
+    val and test and writes ``results.json`` and ``predictions.parquet`` (and
+    ``best_model.pt``) into ``<out>/runs/<run_name>/``.
+    """
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from lssed.models import list_models
+
+    if model not in list_models():
+        raise ValueError(f"unknown model {model!r}; available: {', '.join(list_models())}")
+    tc = cfg.train
+    if tc.num_workers < 1:
+        raise ValueError(f"train.num_workers must be >= 1, got {tc.num_workers}")
+    if tc.batch_size < 2 * tc.num_workers:
+        raise ValueError(f"train.batch_size={tc.batch_size} is too small for {tc.num_workers} workers "
+                         "(each needs at least 2 samples per step)")
+    if tc.crop_frames < 1 or tc.epochs < 1:
+        raise ValueError("train.crop_frames and train.epochs must be >= 1")
+    source = describe_features(cfg, features_uri)
+    config = loop_config(cfg, source, out=out, model=model, run_name=run_name)
+    datasets = split_datasets(source, splits=("train",))
+
+    train_options = DataConfig.default_ingest_options()
+    train_options.preserve_order = True  # with the seeded local shuffle: repeatable runs
+    data_config = DataConfig(datasets_to_split=["train"], execution_options={"train": train_options})
+
+    resources: dict[str, float] = {"CPU": float(tc.cpus_per_worker)}
+    if tc.use_gpu:
+        resources["GPU"] = 1.0
+    storage_path, storage_fs = run_storage(out)
+    run_config = RunConfig(
+        name=run_name,
+        storage_path=storage_path,
+        storage_filesystem=storage_fs,
+        failure_config=FailureConfig(max_failures=tc.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
+        callbacks=list(callbacks) or None,
+    )
+    log.info("train %s on %s: %d worker(s), gpu=%s, %s", model, features_uri, tc.num_workers, tc.use_gpu,
+             {k: v for k, v in source.split_counts.items()})
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=run_config,
+        datasets=datasets,
+        dataset_config=data_config,
+    )

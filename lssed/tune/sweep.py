@@ -1,0 +1,231 @@
+"""The only Ray Tune glue: a function trainable that launches one ``TorchTrainer`` per trial.
+
+Train V2 pattern (``Tuner(trainer)`` is gone): each Tune trial runs a small driver function
+that builds the trainer with :func:`lssed.train.trainer.make_trainer` and
+``TuneReportCallback`` (so ASHA sees every epoch's ``val_ua``) and calls ``fit()``. The
+trial's run is a normal training run in ``<out>/runs/<run name>/``; the Tune experiment
+state lives in ``<out>/tune/<sweep name>/`` and a rerun with the same config restores it
+(``Tuner.can_restore`` / ``Tuner.restore``): finished trials are kept, unfinished and errored
+ones resume, and their training runs resume from their own checkpoints.
+
+Selection uses validation UA only: ASHA stops on ``val_ua``, and the best trial is the one
+whose selected checkpoint has the highest validation UA in its ``results.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from lssed.config import Config
+from lssed.storage import SUCCESS_MARKER, Storage, storage_from_config
+from lssed.train.results import RESULTS_FILE, RunResults
+from lssed.tune import space
+from lssed.tune.space import TrialSpec
+
+log = logging.getLogger(__name__)
+
+METRIC = "val_ua"
+SWEEP_FILE = "lssed_sweep.json"
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    run_name: str
+    model: str
+    win_length: int
+    hop_length: int
+    n_fft: int
+    lr: float
+    crop_frames: int
+    seed: int
+    status: str  # completed | stopped early | error | not run
+    epochs: int  # epochs reported to Tune (or completed in results.json)
+    val_ua: float | None  # the selected checkpoint's validation UA (results.json), else the best reported
+    test_ua: float | None  # reported for reading only; never used to select
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    sweep_name: str
+    experiment_uri: str  # <out>/tune/<sweep name>
+    best_run_name: str | None
+    best_val_ua: float | None
+    trials: tuple[TrialRow, ...]
+    errors: tuple[str, ...]
+    max_concurrent_trials: int
+    resumed: bool
+
+    def table_markdown(self) -> str:
+        head = "| run | model | window | hop | n_fft | lr | crop | seed | status | epochs | val UA | test UA |"
+        lines = [head, "|" + "---|" * 12]
+        pct = lambda v: "—" if v is None else f"{100 * v:.2f}"  # noqa: E731
+        for t in self.trials:
+            mark = " **(best)**" if t.run_name == self.best_run_name else ""
+            lines.append(f"| {t.run_name}{mark} | {t.model} | {t.win_length} | {t.hop_length} | {t.n_fft} | "
+                         f"{t.lr:g} | {t.crop_frames} | {t.seed} | {t.status} | {t.epochs} | {pct(t.val_ua)} | "
+                         f"{pct(t.test_ua)} |")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+
+def _read_results(out: Storage, run_name: str) -> RunResults | None:
+    run = out.child("runs", run_name)
+    try:
+        if not run.exists(RESULTS_FILE):
+            return None
+        return RunResults.from_dict(run.read_json(RESULTS_FILE))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("run %s: unreadable %s (%s)", run_name, RESULTS_FILE, exc)
+        return None
+
+
+def _run_trial(config: dict[str, Any], *, cfg: Config, features_uri: str, out_cfg: dict[str, Any],
+               sweep: str) -> None:
+    """The Tune function trainable: one TorchTrainer run for one point of the space."""
+    import ray.tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from lssed.train.trainer import make_trainer
+
+    spec = TrialSpec.from_dict(config["trial"])
+    run_name = space.run_name_for(sweep, spec)
+    out = Storage(**out_cfg)
+    done = _read_results(out, run_name)
+    if done is not None and done.epochs_completed >= space.epochs_of(cfg):
+        # finished before an interruption that Tune's state did not record: report, don't retrain
+        log.info("trial %s already has %s; reporting it", run_name, RESULTS_FILE)
+        ray.tune.report({METRIC: done.val.ua, "epoch": done.epochs_completed, "best_val_ua": done.val.ua,
+                         "from_results": True})
+        return
+    trial_cfg = space.trial_config(cfg, spec, run_name)
+    trainer = make_trainer(trial_cfg, features_uri, out=out, model=spec.model, run_name=run_name,
+                           callbacks=[TuneReportCallback()])
+    if isinstance(getattr(trainer, "train_loop_config", None), dict):
+        # recorded as RunResults.tune_trial by the training run
+        trainer.train_loop_config["tune_trial"] = f"{sweep}/{ray.tune.get_context().get_trial_id()}"
+    trainer.fit()
+
+
+def _features_digest(cfg: Config, features_uri: str) -> str:
+    storage = storage_from_config(cfg.storage, features_uri)
+    try:
+        return str(storage.read_json(SUCCESS_MARKER).get("digest") or features_uri.rstrip("/").rsplit("/", 1)[-1])
+    except (OSError, ValueError):
+        return features_uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _validate(cfg: Config, specs: list[TrialSpec], features_uri: str) -> None:
+    from lssed.models import list_models
+
+    known = set(list_models())
+    unknown = sorted({s.model for s in specs} - known)
+    if unknown:
+        raise ValueError(f"tune.models: unknown model(s) {unknown}; available: {', '.join(sorted(known))}")
+    storage = storage_from_config(cfg.storage, features_uri)
+    if not storage.exists(SUCCESS_MARKER):
+        raise FileNotFoundError(f"{features_uri} has no {SUCCESS_MARKER}: pass the features directory "
+                                "`lssed preprocess` printed (<out>/features/<digest>)")
+
+
+def tune(cfg: Config, features_uri: str, *, out: Storage) -> SweepResult:
+    """Sweep ``cfg.tune``'s space over the features at ``features_uri``; runs go to ``<out>/runs/``."""
+    import ray
+    from ray import tune as rtune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from lssed.runtime import init_ray
+
+    specs = space.trial_specs(cfg)
+    _validate(cfg, specs, features_uri)
+    init_ray(cfg.ray)
+    resources = ray.cluster_resources()
+    concurrency = space.max_concurrent(cfg, float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0)),
+                                       len(specs))
+    sweep = space.sweep_name(cfg, features_uri)
+    epochs = space.epochs_of(cfg)
+    tune_dir = out.child("tune")
+    storage_path = tune_dir.root
+    storage_fs = tune_dir.filesystem if out.is_s3 else None
+    experiment_path = tune_dir.path(sweep)
+    experiment_uri = tune_dir.join_uri(sweep)
+
+    trainable = rtune.with_resources(
+        rtune.with_parameters(_run_trial, cfg=cfg, features_uri=features_uri,
+                              out_cfg={"uri": out.uri, "endpoint_url": out.endpoint_url, "region": out.region},
+                              sweep=sweep),
+        {"CPU": space.DRIVER_CPUS},
+    )
+    param_space = {"trial": rtune.grid_search([s.to_dict() for s in specs])}
+    resumed = bool(rtune.Tuner.can_restore(experiment_path, storage_filesystem=storage_fs))
+    if resumed:
+        log.info("resuming sweep %s from %s", sweep, experiment_uri)
+        tuner = rtune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
+                                    resume_errored=True, param_space=param_space, storage_filesystem=storage_fs)
+    else:
+        if cfg.tune.asha and epochs > 1:
+            scheduler: Any = ASHAScheduler(time_attr="epoch", max_t=epochs,
+                                           grace_period=min(cfg.tune.grace_period, epochs),
+                                           reduction_factor=cfg.tune.reduction_factor)
+        else:
+            scheduler = FIFOScheduler()
+        tuner = rtune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=rtune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
+                                         max_concurrent_trials=concurrency, num_samples=1),
+            run_config=rtune.RunConfig(name=sweep, storage_path=storage_path, storage_filesystem=storage_fs,
+                                       failure_config=rtune.FailureConfig(max_failures=1), verbose=1),
+        )
+    log.info("sweep %s: %d trial(s), %d at a time, %d epoch(s) each, ASHA=%s, experiment %s", sweep, len(specs),
+             concurrency, epochs, cfg.tune.asha and epochs > 1, experiment_uri)
+    grid = tuner.fit()
+
+    rows, errors = _collect(grid, specs, sweep, out, epochs)
+    complete = [r for r in rows if r.status == "completed" and r.val_ua is not None]
+    best = max(complete, key=lambda r: r.val_ua) if complete else None
+    result = SweepResult(sweep, experiment_uri, best.run_name if best else None, best.val_ua if best else None,
+                         tuple(rows), tuple(errors), concurrency, resumed)
+    tune_dir.write_json(result.to_dict(), sweep, SWEEP_FILE)
+    log.info("sweep %s: best %s (val UA %s); %d error(s)", sweep, result.best_run_name,
+             f"{100 * result.best_val_ua:.2f}" if result.best_val_ua is not None else "n/a", len(errors))
+    return result
+
+
+def _collect(grid: Any, specs: list[TrialSpec], sweep: str, out: Storage, epochs: int) -> tuple[list[TrialRow], list[str]]:
+    by_name: dict[str, Any] = {}
+    for i in range(len(grid)):
+        res = grid[i]
+        trial = (res.config or {}).get("trial")
+        if trial:
+            by_name[space.run_name_for(sweep, TrialSpec.from_dict(trial))] = res
+    rows, errors = [], []
+    for spec in specs:
+        name = space.run_name_for(sweep, spec)
+        res = by_name.get(name)
+        metrics = dict(getattr(res, "metrics", None) or {})
+        error = getattr(res, "error", None)
+        results = _read_results(out, name)
+        if results is not None:
+            status, val_ua = "completed", results.val.ua
+            test = results.evaluations.get("test")
+            test_ua, done = (test.ua if test else None), results.epochs_completed
+        else:
+            done = int(metrics.get("epoch", 0) or 0)
+            val_ua = metrics.get("best_val_ua", metrics.get(METRIC))
+            test_ua = None
+            status = "error" if error else ("not run" if res is None or not metrics else "stopped early")
+        err_text = f"{type(error).__name__}: {error}" if error else None
+        if error:
+            errors.append(f"{name}: {err_text}")
+        elif res is None:
+            errors.append(f"{name}: Tune returned no result for this trial")
+        rows.append(TrialRow(name, spec.model, spec.win_length, spec.hop_length, spec.n_fft, spec.lr,
+                             spec.crop_frames, spec.seed, status, done, val_ua, test_ua, err_text))
+    return rows, errors

@@ -1,0 +1,94 @@
+"""The search space as pure functions: grid/random enumeration, n_fft rule, run names,
+trial configs and concurrency from resources."""
+
+from __future__ import annotations
+
+import pytest
+
+from lssed.config import ConfigError, load_config
+from lssed.tune import space
+
+
+def cfg_with(*overrides: str):
+    return load_config(None, list(overrides))
+
+
+def test_grid_is_the_full_product_with_half_window_hops():
+    cfg = cfg_with("tune.models=[resnet18,vgg11]", "tune.windows=[400,1024]")
+    specs = space.trial_specs(cfg)
+    assert [(s.model, s.win_length, s.hop_length, s.n_fft) for s in specs] == [
+        ("resnet18", 400, 200, 1024), ("resnet18", 1024, 512, 1024),
+        ("vgg11", 400, 200, 1024), ("vgg11", 1024, 512, 1024)]
+    assert {s.lr for s in specs} == {cfg.train.lr} and {s.crop_frames for s in specs} == {cfg.train.crop_frames}
+    assert {s.seed for s in specs} == {0}
+
+
+def test_n_fft_rule_zero_pads_short_windows_and_grows_for_long_ones():
+    assert space.n_fft_for(400, 1024) == 1024
+    assert space.n_fft_for(1024, 1024) == 1024
+    assert space.n_fft_for(2048, 1024) == 2048
+    specs = space.trial_specs(cfg_with("tune.models=[resnet18]", "tune.windows=[2048]", "tune.hops=[256]"))
+    assert [(s.win_length, s.hop_length, s.n_fft) for s in specs] == [(2048, 256, 2048)]
+
+
+def test_grid_num_samples_repeats_with_new_seeds():
+    cfg = cfg_with("tune.models=[resnet18]", "tune.windows=[400]", "tune.lrs=[0.1,0.01]", "tune.num_samples=2",
+                   "train.seed=5")
+    specs = space.trial_specs(cfg)
+    assert [(s.lr, s.seed) for s in specs] == [(0.1, 5), (0.01, 5), (0.1, 6), (0.01, 6)]
+    names = [space.run_name_for("sw", s) for s in specs]
+    assert len(set(names)) == 4
+    assert names[0] == "tune-sw-resnet18-w400-h200-lr0.1-c160-s5"
+
+
+def test_random_search_draws_distinct_points_reproducibly():
+    over = ["tune.search=random", "tune.models=[resnet18,vgg11]", "tune.windows=[400,512,1024]",
+            "tune.lrs=[0.1,0.01,0.001]", "tune.num_samples=5"]
+    a, b = space.trial_specs(cfg_with(*over)), space.trial_specs(cfg_with(*over))
+    assert a == b and len(a) == 5 and len(set(a)) == 5
+    other = space.trial_specs(cfg_with(*over, "train.seed=1"))
+    assert other != a
+    # more samples than points: every point once
+    assert len(space.trial_specs(cfg_with(*over[:-1], "tune.num_samples=100"))) == 18
+
+
+def test_bad_spaces_raise_with_advice():
+    with pytest.raises(ConfigError, match="hop 512 > window 400"):
+        space.trial_specs(cfg_with("tune.windows=[400]", "tune.hops=[512]"))
+    with pytest.raises(ConfigError, match="positive"):
+        space.trial_specs(cfg_with("tune.windows=[0]"))
+    with pytest.raises(ConfigError, match="num_samples"):
+        space.trial_specs(cfg_with("tune.num_samples=0"))
+
+
+def test_trial_config_changes_only_the_trial_keys():
+    cfg = cfg_with("tune.epochs=3", "train.epochs=60", "features.n_mels=64")
+    spec = space.TrialSpec("vgg11", 400, 160, 1024, 0.05, 32, 7)
+    tc = space.trial_config(cfg, spec, "run-x")
+    assert (tc.features.win_length, tc.features.hop_length, tc.features.n_fft, tc.features.n_mels) == (400, 160, 1024, 64)
+    assert (tc.train.model, tc.train.lr, tc.train.crop_frames, tc.train.seed, tc.train.epochs, tc.train.run_name) == (
+        "vgg11", 0.05, 32, 7, 3, "run-x")
+    assert tc.train.batch_size == cfg.train.batch_size and tc.preprocess == cfg.preprocess
+    assert space.TrialSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_sweep_name_is_stable_and_config_sensitive():
+    a = space.sweep_name(cfg_with("tune.windows=[400,1024]"), "/x/features/abc")
+    assert a == space.sweep_name(cfg_with("tune.windows=[400,1024]"), "/x/features/abc/")
+    assert a == space.sweep_name(cfg_with("tune.windows=[400,1024]", "tune.max_concurrent_trials=3"), "/x/features/abc")
+    assert a != space.sweep_name(cfg_with("tune.windows=[400]"), "/x/features/abc")
+    assert a != space.sweep_name(cfg_with("tune.windows=[400,1024]"), "/x/features/def")
+    assert space.sweep_name(cfg_with("tune.name=mine"), "/x") == "mine"
+
+
+def test_concurrency_from_resources():
+    cfg = cfg_with("train.num_workers=1", "train.cpus_per_worker=1")
+    assert space.trial_resources(cfg) == (2.5, 0.0)
+    assert space.max_concurrent(cfg, 8, 0, 10) == 3
+    assert space.max_concurrent(cfg, 8, 0, 2) == 2  # never more than the trials
+    assert space.max_concurrent(cfg, 1, 0, 4) == 1  # at least one
+    gpu = cfg_with("train.use_gpu=true", "train.num_workers=2")
+    assert space.max_concurrent(gpu, 64, 4, 10) == 2
+    with pytest.raises(ConfigError, match="needs 2 GPU"):
+        space.max_concurrent(gpu, 64, 1, 10)
+    assert space.max_concurrent(cfg_with("tune.max_concurrent_trials=4"), 1, 0, 10) == 4

@@ -1,0 +1,97 @@
+"""A real 2 x 2 sweep (2 models x 2 STFT windows, 1 epoch) on Ray Tune + Ray Train, then a
+resume of the finished experiment, then the report built from what the sweep left in storage.
+
+Features: the trainer's synthetic shards (real int16 waveforms and log-mels in the preprocess
+stage's exact layout), so the 25 ms window is recomputed from the stored waveform on the worker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from lssed.config import FeatureConfig, load_config
+from lssed.storage import Storage
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+OVERRIDES = [
+    "features.n_mels=64",
+    "train.epochs=1",
+    "train.batch_size=16",
+    "train.eval_batch_size=16",
+    "train.crop_frames=32",
+    "train.lr=0.05",
+    "train.cpus_per_worker=1",
+    "train.num_workers=1",
+    "tune.models=[resnet18,vgg11]",
+    "tune.windows=[400,1024]",
+    "tune.epochs=1",
+    "tune.max_concurrent_trials=2",
+]
+
+
+@pytest.fixture(scope="module")
+def sweep_features(tmp_path_factory) -> str:
+    from lssed.train.synthetic import write_synthetic_features
+
+    root = Storage(str(tmp_path_factory.mktemp("sweep-features")))
+    return write_synthetic_features(root, features=FeatureConfig(n_mels=64), per_class=3)
+
+
+def test_sweep_2x2_resume_and_report(ray_session, sweep_features, tmp_path):
+    from lssed.report.build import build_report
+    from lssed.train.results import RunResults
+    from lssed.tune import space
+    from lssed.tune.sweep import tune
+
+    cfg = load_config(None, OVERRIDES)
+    out = Storage(str(tmp_path / "store"))
+    result = tune(cfg, sweep_features, out=out)
+
+    assert result.errors == ()
+    assert len(result.trials) == 4 and result.max_concurrent_trials == 2 and not result.resumed
+    assert {(t.model, t.win_length, t.hop_length, t.n_fft) for t in result.trials} == {
+        ("resnet18", 400, 200, 1024), ("resnet18", 1024, 512, 1024),
+        ("vgg11", 400, 200, 1024), ("vgg11", 1024, 512, 1024)}
+    assert all(t.status == "completed" and t.epochs == 1 for t in result.trials)
+    # selection on validation UA only: the best trial is the argmax of val_ua
+    best = max(result.trials, key=lambda t: t.val_ua)
+    assert result.best_run_name == best.run_name and result.best_val_ua == best.val_ua
+
+    for t in result.trials:
+        assert t.run_name == space.run_name_for(result.sweep_name, space.TrialSpec(
+            t.model, t.win_length, t.hop_length, t.n_fft, t.lr, t.crop_frames, t.seed))
+        run = RunResults.from_dict(out.child("runs", t.run_name).read_json("results.json"))
+        assert run.model == t.model and run.epochs_completed == 1
+        assert (run.feature_config["win_length"], run.feature_config["hop_length"]) == (t.win_length, t.hop_length)
+        assert run.features_recomputed == (t.win_length != 1024)  # stored features use the paper's 1024 / 512
+        assert run.val.ua == pytest.approx(t.val_ua)
+        assert run.tune_trial and run.tune_trial.startswith(result.sweep_name + "/")
+        assert out.exists("runs", t.run_name, "predictions.parquet")
+    assert out.exists("tune", result.sweep_name, "lssed_sweep.json")
+
+    # the same command again restores the finished experiment instead of retraining
+    before = {t.run_name: out.read_bytes("runs", t.run_name, "results.json") for t in result.trials}
+    again = tune(cfg, sweep_features, out=out)
+    assert again.resumed and again.sweep_name == result.sweep_name
+    assert again.best_run_name == result.best_run_name and again.errors == ()
+    assert {t.run_name: out.read_bytes("runs", t.run_name, "results.json") for t in again.trials} == before
+
+    # the report reads the sweep's runs like any other
+    report = build_report(out.uri, tmp_path / "report")
+    assert report.runs == 4
+    windows = report.table("windows")
+    for w in (400, 1024):
+        for model in ("resnet18", "vgg11"):
+            assert windows.cell({"window": w}, f"{model}_mean") is not None
+    assert len([f for f in report.figures if f.kind == "confusion"]) == 4
+
+
+def test_unknown_model_is_rejected_before_ray(sweep_features, tmp_path):
+    from lssed.tune.sweep import tune
+
+    cfg = load_config(None, [*OVERRIDES, "tune.models=[resnet18,nosuchnet]"])
+    with pytest.raises(ValueError, match="unknown model.*nosuchnet"):
+        tune(cfg, sweep_features, out=Storage(str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="_SUCCESS.json"):
+        tune(load_config(None, OVERRIDES), str(tmp_path / "nofeatures"), out=Storage(str(tmp_path)))
