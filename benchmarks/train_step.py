@@ -6,7 +6,8 @@ writes JSON (``--out``). On a CPU use small sizes, e.g. ``--batch 4 --steps 2 --
 
 Variants are ``model[:impl[:plan]][@graph]``, e.g. ``pyresnet152:reference``,
 ``pyresnet152:fast``, ``pyresnet152:fast:merged,merged,grouped,grouped``; ``@graph`` replays
-the whole step as one CUDA graph (:class:`lssed.models.fast.GraphedTrainStep`). ``--stage-bench`` times every PyResNet
+the whole step as one CUDA graph (:class:`lssed.models.fast.GraphedTrainStep`), ``@compile``
+wraps the model in default ``torch.compile`` first, ``@compile+graph`` does both. ``--stage-bench`` times every PyResNet
 stage's forward+backward under each pyramid mode and adds the variant that uses the fastest
 mode per stage (``pyresnet152:fast:auto``). ``--profile DIR`` writes the top CUDA kernels of
 the first two variants. ``--check-all`` runs every registered model forward+backward on the
@@ -99,11 +100,14 @@ def bench_variant(spec: str, args, device: torch.device, memfmt) -> dict:
     if spec.split("@")[0].endswith(":auto") and getattr(args, "auto_plan", None):
         model.set_plan(args.auto_plan)
     model = model.to(device).train().to(memory_format=memfmt)
+    suffix = spec.split("@")[1] if "@" in spec else ""
+    if "compile" in suffix:
+        model = torch.compile(model)
     x = torch.randn(args.batch, 1, args.mels, args.frames, device=device).to(memory_format=memfmt)
     y = torch.randint(0, 4, (args.batch,), device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step = make_step(model, device, args.amp, graph=spec.endswith("@graph"))
+    step = make_step(model, device, args.amp, graph="graph" in suffix)
     elapsed = time_steps(step, x, y, device, args.warmup, args.steps)
     row = {
         "variant": spec, "model": name, "impl": getattr(model, "impl", None),

@@ -134,6 +134,9 @@ class TuneConfig:
     reduction_factor: int = 2
     epochs: int | None = None  # None: train.epochs
     name: str | None = None
+    # evaluate trials ASHA stopped early from their last checkpoint, so their runs get
+    # results.json (val/test of the validation-selected checkpoint) like any other run
+    finalize_stopped: bool = True
 
 
 @dataclass(frozen=True)

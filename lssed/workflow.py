@@ -266,6 +266,8 @@ def _train_all(cfg: Config, features: Any, out: Storage, force: bool, runs: list
         for seed in cfg.train.seeds:
             run_cfg = replace_section(cfg, "train", model=model, seed=seed)
             run_name = _run_name(cfg, run_cfg, model, seed, features.digest, default_run_name)
+            if force:
+                out.child("runs", run_name).delete_dir()  # the train stage itself never redoes a finished run
             done = None if force else _run_results_if_committed(out, run_name)
             if done is not None:
                 log.info("train %s: committed (val UA %.3f), skipping", run_name, done.val.ua)
@@ -396,6 +398,10 @@ def run_workflow(cfg: Config) -> WorkflowResult:
         from lssed.tune.sweep import tune
 
         try:
+            if force:
+                from lssed.tune.space import sweep_name
+
+                out.child("tune", sweep_name(cfg, features.uri)).delete_dir()
             state["sweep"] = timed("tune", lambda: tune(cfg, features.uri, out=out))
             log.info("tune %s: best %s (val UA %s)", state["sweep"].sweep_name, state["sweep"].best_run_name,
                      state["sweep"].best_val_ua)

@@ -72,29 +72,31 @@ SENTENCES: tuple[str, ...] = (
     "She answered every question on the form.",
 )
 
-# (espeak voice+variant, gender, age group, base pitch 0-100, base rate wpm)
+# (espeak voice+variant, gender, age group, pitch 0-100, rate wpm). espeak's pitch is relative
+# to the voice's own (the variant makes it female or male), so speakers differ only a little
+# around 50 here and the emotion's pitch shift is not confounded with the speaker's.
 SPEAKERS: tuple[tuple[str, str, str, int, int], ...] = (
-    ("en-us+f3", "F", "adult", 60, 165),
-    ("en-us+m3", "M", "adult", 38, 160),
-    ("en+f2", "F", "young", 66, 172),
-    ("en+m1", "M", "senior", 32, 150),
-    ("en-us+f4", "F", "senior", 56, 155),
-    ("en-us+m7", "M", "young", 44, 170),
-    ("en-029+f1", "F", "adult", 62, 162),
-    ("en-gb-x-rp+m2", "M", "adult", 40, 158),
-    ("en-gb-x-gbclan+f5", "F", "young", 64, 168),
-    ("en-us+m4", "M", "senior", 34, 152),
+    ("en-us+f3", "F", "adult", 50, 162),
+    ("en-us+m3", "M", "adult", 47, 158),
+    ("en+f2", "F", "young", 53, 166),
+    ("en+m1", "M", "senior", 45, 154),
+    ("en-us+f4", "F", "senior", 48, 156),
+    ("en-us+m7", "M", "young", 52, 164),
+    ("en-029+f1", "F", "adult", 51, 160),
+    ("en-gb-x-rp+m2", "M", "adult", 46, 157),
+    ("en-gb-x-gbclan+f5", "F", "young", 54, 165),
+    ("en-us+m4", "M", "senior", 44, 153),
 )
 
 # emotion -> centre offsets/values and their per-utterance spread (sd):
 # (rate offset, rate sd, volume, volume sd, pitch offset, pitch sd, range, range sd)
 PROSODY: dict[str, tuple[float, float, float, float, float, float, float, float]] = {
-    "angry": (55, 12, 175, 12, 10, 4, 72, 8),
-    "happy": (18, 10, 128, 10, 24, 4, 96, 4),
-    "neutral": (0, 8, 100, 8, 0, 3, 40, 7),
-    "sad": (-50, 9, 62, 8, -16, 4, 10, 4),
-    "surprised": (25, 10, 145, 10, 32, 4, 100, 2),
-    "bored": (-30, 8, 85, 8, -8, 3, 18, 5),
+    "angry": (60, 8, 180, 8, 8, 3, 60, 6),
+    "happy": (15, 8, 122, 8, 26, 3, 98, 2),
+    "neutral": (0, 8, 100, 8, 0, 3, 32, 6),
+    "sad": (-55, 8, 58, 8, -20, 3, 6, 3),
+    "surprised": (25, 8, 145, 8, 34, 3, 100, 1),
+    "bored": (-30, 8, 80, 8, -10, 3, 15, 4),
 }
 BENCHMARK_EMOTIONS = ("angry", "neutral", "happy", "sad")
 EXTRA_EMOTIONS = ("surprised", "bored")
@@ -129,7 +131,7 @@ def _prosody(rng: np.random.Generator, emotion: str, base_pitch: int, base_rate:
 def _speaker(index: int) -> tuple[str, str, str, int, int]:
     voice, gender, age, pitch, rate = SPEAKERS[index % len(SPEAKERS)]
     round_ = index // len(SPEAKERS)  # beyond the roster: same voice, shifted pitch and rate
-    return voice, gender, age, int(np.clip(pitch + 6 * round_ * (-1) ** round_, 5, 95)), rate + 7 * round_
+    return voice, gender, age, int(np.clip(pitch + 3 * round_ * (-1) ** round_, 30, 70)), rate + 3 * round_
 
 
 def _trim(x: np.ndarray, threshold: float = 0.01, margin: int = int(0.02 * SAMPLE_RATE)) -> np.ndarray:

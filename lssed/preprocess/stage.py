@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import posixpath
 import time
 from collections import Counter
@@ -61,12 +62,13 @@ class FeatureSet:
 # --------------------------------------------------------------------------- manifest
 
 
-def read_manifest(manifest_uri: str, storage_cfg: Any = None) -> pa.Table:
+def read_manifest(manifest_uri: str | os.PathLike[str], storage_cfg: Any = None) -> pa.Table:
     """Read and validate a manifest parquet; relative media paths resolve against its folder.
 
     Missing optional columns are added as nulls; ``utt_id`` and ``media_uri`` are required,
     and utt_ids must be unique and non-null.
     """
+    manifest_uri = os.fspath(manifest_uri)
     st = Storage(manifest_uri, getattr(storage_cfg, "endpoint_url", None), getattr(storage_cfg, "region", None))
     if not st.exists():
         raise ManifestError(f"manifest {manifest_uri} does not exist (write one with `lssed prepare ...`)")
@@ -176,12 +178,13 @@ def plan_chunks(manifest: pa.Table, pre: Any) -> list[pa.Table]:
 # --------------------------------------------------------------------------- the stage
 
 
-def preprocess(cfg: Config, manifest_uri: str, *, out: Storage, force: bool = False) -> FeatureSet:
+def preprocess(cfg: Config, manifest_uri: str | os.PathLike[str], *, out: Storage, force: bool = False) -> FeatureSet:
     """Run (or skip, or resume) the preprocess stage; returns the committed :class:`FeatureSet`."""
     from lssed.preprocess.chain import merge_stats
     from lssed.preprocess.shards import CHUNKS_DIR, QUARANTINE_DIR, SHARDS_DIR, done_chunks, read_column, remove_stale
 
     t0 = time.perf_counter()
+    manifest_uri = os.fspath(manifest_uri)
     manifest = read_manifest(manifest_uri, cfg.storage)
     sha = manifest_hash(manifest)
     digest = features_digest(cfg, sha)

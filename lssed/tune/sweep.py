@@ -40,7 +40,7 @@ class TrialRow:
     lr: float
     crop_frames: int
     seed: int
-    status: str  # completed | stopped early | error | not run
+    status: str  # completed | stopped early, evaluated | stopped early | error | not run
     epochs: int  # epochs reported to Tune (or completed in results.json)
     val_ua: float | None  # the selected checkpoint's validation UA (results.json), else the best reported
     test_ua: float | None  # reported for reading only; never used to select
@@ -113,12 +113,34 @@ def _run_trial(config: dict[str, Any], *, cfg: Config, features_uri: str, out_cf
     trainer.fit()
 
 
-def _features_digest(cfg: Config, features_uri: str) -> str:
-    storage = storage_from_config(cfg.storage, features_uri)
-    try:
-        return str(storage.read_json(SUCCESS_MARKER).get("digest") or features_uri.rstrip("/").rsplit("/", 1)[-1])
-    except (OSError, ValueError):
-        return features_uri.rstrip("/").rsplit("/", 1)[-1]
+def finalize_stopped_run(cfg: Config, features_uri: str, *, out: Storage, sweep: str, spec: TrialSpec,
+                         epochs_done: int) -> RunResults | None:
+    """Give a trial that ASHA stopped after ``epochs_done`` epochs its ``results.json``.
+
+    Reruns the trial's training run (same run name, so Ray Train resumes it from its latest
+    checkpoint) with ``train.epochs = epochs_done``: no epoch is left to train, and the loop
+    evaluates the validation-selected checkpoint on val and test and writes the run's outputs.
+    """
+    from lssed.config import replace_section
+    from lssed.train.trainer import make_trainer
+
+    name = space.run_name_for(sweep, spec)
+    if epochs_done < 1:
+        return None
+    trial_cfg = replace_section(space.trial_config(cfg, spec, name), "train", epochs=int(epochs_done))
+    trainer = make_trainer(trial_cfg, features_uri, out=out, model=spec.model, run_name=name)
+    if isinstance(getattr(trainer, "train_loop_config", None), dict):
+        trainer.train_loop_config["tune_trial"] = f"{sweep}/stopped-early"
+    log.info("evaluating %s, stopped early after %d epoch(s), from its last checkpoint", name, epochs_done)
+    trainer.fit()
+    return _read_results(out, name)
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Short Tune trial directory names (the default embeds the whole config)."""
+    spec = (trial.config or {}).get("trial") or {}
+    return (f"{trial.trial_id}-{spec.get('model')}-w{spec.get('win_length')}-h{spec.get('hop_length')}"
+            f"-lr{spec.get('lr')}-c{spec.get('crop_frames')}-s{spec.get('seed')}")
 
 
 def _validate(cfg: Config, specs: list[TrialSpec], features_uri: str) -> None:
@@ -179,7 +201,8 @@ def tune(cfg: Config, features_uri: str, *, out: Storage) -> SweepResult:
             trainable,
             param_space=param_space,
             tune_config=rtune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
-                                         max_concurrent_trials=concurrency, num_samples=1),
+                                         max_concurrent_trials=concurrency, num_samples=1,
+                                         trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
             run_config=rtune.RunConfig(name=sweep, storage_path=storage_path, storage_filesystem=storage_fs,
                                        failure_config=rtune.FailureConfig(max_failures=1), verbose=1),
         )
@@ -188,7 +211,18 @@ def tune(cfg: Config, features_uri: str, *, out: Storage) -> SweepResult:
     grid = tuner.fit()
 
     rows, errors = _collect(grid, specs, sweep, out, epochs)
-    complete = [r for r in rows if r.status == "completed" and r.val_ua is not None]
+    stopped = [r for r in rows if r.status == "stopped early"]
+    if stopped and cfg.tune.finalize_stopped:
+        for row in stopped:
+            spec = next(s for s in specs if space.run_name_for(sweep, s) == row.run_name)
+            try:
+                finalize_stopped_run(cfg, features_uri, out=out, sweep=sweep, spec=spec, epochs_done=row.epochs)
+            except Exception as exc:  # one failed evaluation must not lose the sweep's result
+                errors.append(f"{row.run_name}: evaluating the early-stopped run failed ({type(exc).__name__}: {exc})")
+        rows, more = _collect(grid, specs, sweep, out, epochs)
+        errors += [e for e in more if e not in errors]
+    complete = [r for r in rows if r.status.startswith(("completed", "stopped early, evaluated"))
+                and r.val_ua is not None]
     best = max(complete, key=lambda r: r.val_ua) if complete else None
     result = SweepResult(sweep, experiment_uri, best.run_name if best else None, best.val_ua if best else None,
                          tuple(rows), tuple(errors), concurrency, resumed)
@@ -213,7 +247,8 @@ def _collect(grid: Any, specs: list[TrialSpec], sweep: str, out: Storage, epochs
         error = getattr(res, "error", None)
         results = _read_results(out, name)
         if results is not None:
-            status, val_ua = "completed", results.val.ua
+            status = "completed" if results.epochs_completed >= epochs else "stopped early, evaluated"
+            val_ua = results.val.ua
             test = results.evaluations.get("test")
             test_ua, done = (test.ua if test else None), results.epochs_completed
         else:

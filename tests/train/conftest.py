@@ -16,7 +16,6 @@ SMALL_OVERRIDES = [
     "train.batch_size=16",
     "train.eval_batch_size=16",
     "train.crop_frames=32",
-    "train.lr=0.05",
     "train.lr_step_epochs=20",
     "train.cpus_per_worker=1",
     "train.max_failures=2",

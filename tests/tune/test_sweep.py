@@ -77,6 +77,18 @@ def test_sweep_2x2_resume_and_report(ray_session, sweep_features, tmp_path):
     assert again.best_run_name == result.best_run_name and again.errors == ()
     assert {t.run_name: out.read_bytes("runs", t.run_name, "results.json") for t in again.trials} == before
 
+    # a run stopped early (here: its results.json removed) is evaluated from its last checkpoint
+    from lssed.tune.sweep import finalize_stopped_run
+
+    victim = result.trials[0]
+    old = RunResults.from_dict(out.child("runs", victim.run_name).read_json("results.json"))
+    out.filesystem.delete_file(out.path("runs", victim.run_name, "results.json"))
+    spec = space.TrialSpec(victim.model, victim.win_length, victim.hop_length, victim.n_fft, victim.lr,
+                           victim.crop_frames, victim.seed)
+    new = finalize_stopped_run(cfg, sweep_features, out=out, sweep=result.sweep_name, spec=spec, epochs_done=1)
+    assert new is not None and new.epochs_completed == 1 and new.tune_trial == f"{result.sweep_name}/stopped-early"
+    assert new.val.confusion == old.val.confusion and new.evaluations["test"].confusion == old.evaluations["test"].confusion
+
     # the report reads the sweep's runs like any other
     report = build_report(out.uri, tmp_path / "report")
     assert report.runs == 4

@@ -1,0 +1,129 @@
+"""Shards -> splits, crops, pads, train-time features (pure functions, no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from lssed.config import ConfigError, FeatureConfig
+from lssed.features import logmel
+from lssed.storage import Storage, StorageError
+from lssed.train.data import (
+    collate_logmel_crops,
+    collate_wave_crops,
+    crop_samples_for,
+    describe_features,
+    shard_tables,
+    silence_value,
+    utterances,
+)
+
+from .conftest import small_config
+
+
+def test_describe_features_counts_and_recompute(synthetic_features):
+    src = describe_features(small_config(), synthetic_features)
+    # 6 speakers x (4 classes x 4 + 2 unlabelled): 4 train speakers, 1 val, 1 test
+    assert src.rows_total == 6 * 18
+    assert src.rows_unlabelled == 12
+    assert src.split_counts == {"train": 64, "val": 16, "test": 16}
+    assert src.class_counts == (16, 16, 16, 16)
+    assert src.train_corpora == ("synthetic",)
+    assert not src.recompute
+    assert sum(src.split_counts.values()) + src.rows_unlabelled == src.rows_total
+    other = describe_features(small_config("features.win_length=400"), synthetic_features)
+    assert other.recompute and other.features["win_length"] == 400
+    assert "waveform" in other.columns and "logmel" not in other.columns
+
+
+def test_describe_features_errors_say_what_to_do(tmp_path, synthetic_features):
+    with pytest.raises(StorageError, match="lssed preprocess"):
+        describe_features(small_config(), str(tmp_path / "nothing"))
+    # imported features carry no waveform: asking for other STFT settings must fail early
+    src = describe_features(small_config(), synthetic_features)
+    import pyarrow.dataset as pads
+
+    table = pads.dataset(src.shards_path, format="parquet").to_table().drop_columns(["waveform"])
+    import pyarrow.parquet as pq
+
+    root = Storage(str(tmp_path / "imported"))
+    root.write_json({"config": {"features": src.stored_features}}, "_SUCCESS.json")
+    root.makedirs("shards")
+    pq.write_table(table.append_column("waveform", pa.nulls(table.num_rows, pa.list_(pa.int16()))),
+                   root.path("shards", "a.parquet"))
+    with pytest.raises(ConfigError, match="no waveform"):
+        describe_features(small_config("features.win_length=400"), root.uri)
+
+
+def _rows(lengths, n_mels=3):
+    mels = [np.arange(n_mels * t, dtype=np.float32) for t in lengths]
+    return pa.table({
+        "utt_id": [f"u{i}" for i in range(len(lengths))],
+        "label4": pa.array([i % 4 for i in range(len(lengths))], pa.int8()),
+        "split": ["train"] * len(lengths),
+        "n_frames": pa.array(lengths, pa.int32()),
+        "logmel": pa.array(mels, pa.list_(pa.float32())),
+        "waveform": pa.array([np.arange(t * 10, dtype=np.int16) for t in lengths], pa.list_(pa.int16())),
+    })
+
+
+def test_logmel_crop_and_pad():
+    table = _rows([10, 4, 6])
+    out = collate_logmel_crops(table, n_mels=3, crop_frames=6, seed=0, epoch=1, pad_value=-9.0)
+    x, y = out["x"], out["y"]
+    assert x.shape == (3, 1, 3, 6) and x.dtype == np.float32
+    assert y.tolist() == [0, 1, 2]
+    # a longer utterance: a contiguous window of its own frames
+    full = np.arange(30, dtype=np.float32).reshape(3, 10)
+    start = int(x[0, 0, 0, 0])
+    np.testing.assert_array_equal(x[0, 0], full[:, start:start + 6])
+    # a shorter one: all its frames, then silence padding
+    np.testing.assert_array_equal(x[1, 0, :, :4], np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert np.all(x[1, 0, :, 4:] == -9.0)
+    # exact length: untouched
+    np.testing.assert_array_equal(x[2, 0], np.arange(18, dtype=np.float32).reshape(3, 6))
+
+
+def test_crops_are_seeded_and_vary_by_epoch():
+    table = _rows([200] * 16)
+    a = collate_logmel_crops(table, n_mels=3, crop_frames=8, seed=1, epoch=1, pad_value=0.0)["x"]
+    b = collate_logmel_crops(table, n_mels=3, crop_frames=8, seed=1, epoch=1, pad_value=0.0)["x"]
+    c = collate_logmel_crops(table, n_mels=3, crop_frames=8, seed=1, epoch=2, pad_value=0.0)["x"]
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    # independent of the order rows arrive in (Ray Data may reorder across workers)
+    rev = collate_logmel_crops(table.take(list(range(15, -1, -1))), n_mels=3, crop_frames=8, seed=1, epoch=1,
+                               pad_value=0.0)["x"]
+    np.testing.assert_array_equal(rev[::-1], a)
+
+
+def test_wave_crops_give_exactly_crop_frames():
+    hop = 512
+    samples = crop_samples_for(32, hop)
+    table = _rows([2000, 3])  # 20000 and 30 samples
+    out = collate_wave_crops(table, crop_samples=samples, seed=0, epoch=1)
+    assert out["wave"].shape == (2, samples)
+    assert np.all(out["wave"][1, 30:] == 0.0)  # zero padded
+    feat = logmel(torch.from_numpy(out["wave"]), FeatureConfig(n_mels=64))
+    assert feat.shape == (2, 64, 32)
+
+
+def test_silence_value_is_logmel_of_zeros():
+    cfg = FeatureConfig(n_mels=64)
+    zeros = logmel(torch.zeros(4096), cfg)
+    assert float(zeros.max()) == pytest.approx(silence_value({"log": "log", "log_offset": cfg.log_offset}), abs=1e-5)
+
+
+def test_train_time_features_equal_stored(synthetic_features):
+    """Recomputed log-mel from the stored waveform == the stored log-mel (same settings)."""
+    src = describe_features(small_config(), synthetic_features)
+    table = shard_tables(src, "test", columns=["utt_id", "label4", "split", "n_frames", "logmel", "waveform"])
+    stored = list(utterances(table, n_mels=64, recompute=False))
+    waves = list(utterances(table, n_mels=64, recompute=True))
+    assert len(stored) == len(waves) == 16
+    for s, w in zip(stored, waves):
+        again = logmel(torch.from_numpy(w.data), FeatureConfig(n_mels=64)).numpy()
+        assert again.shape == s.data.shape
+        np.testing.assert_allclose(again, s.data, atol=1e-4, rtol=0)

@@ -1,0 +1,121 @@
+"""lssed.workflow / `lssed run`: config validation before Ray, and a tiny real workflow that
+fails in training (a worker is killed and no retries are allowed), exits non-zero, and is
+then re-run: the committed corpus and features are skipped and training resumes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from lssed.config import Config, ConfigError, load_config, replace_section
+from lssed.workflow import DEMO_CONFIG, config_from_cli, validate_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tiny(root: Path) -> list[str]:
+    return [
+        f"storage.root={root}", "corpus.speakers=4", "corpus.per_class=2", "preprocess.min_shards=4",
+        "train.models=[crnn_attn]", "train.seeds=[0]", "train.epochs=2", "train.batch_size=8",
+        "train.crop_frames=32", "tune.models=[crnn_attn]", "tune.windows=[400]", "tune.epochs=1",
+        "tune.max_concurrent_trials=1",
+    ]
+
+
+# --------------------------------------------------------------------------- no Ray
+
+
+def test_the_demo_config_is_the_default():
+    args = argparse.Namespace(config=None, overrides=["train.epochs=1"], force=True)
+    cfg = config_from_cli(args)
+    demo = load_config(DEMO_CONFIG)
+    assert cfg.corpus == demo.corpus and cfg.train.models == demo.train.models
+    assert cfg.train.epochs == 1 and cfg.stages.force is True
+    assert demo.corpus.name == "demo" and demo.stages.tune and demo.train.epochs <= 5
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["train.models=[no_such_net]"], "unknown model"),
+        (["tune.models=[no_such_net]"], "unknown model"),
+        (["corpus.name=iemocap"], "corpus.root"),
+        (["corpus.name=generic", "corpus.root=/no/such/corpus.csv"], "does not exist"),
+        (["features.hop_length=2048"], "hop_length"),
+        (["tune.windows=[4096]"], "tune.windows"),
+        (["train.models=[]"], "train.models is empty"),
+        (["storage.root=gs://bucket/x"], "storage.root"),
+        (["stages.parallel_runs=0"], "parallel_runs"),
+    ],
+)
+def test_validation_lists_what_to_fix(overrides, fragment):
+    with pytest.raises(ConfigError) as exc:
+        validate_config(load_config(DEMO_CONFIG, overrides))
+    assert fragment in str(exc.value)
+
+
+def test_validation_collects_every_problem_and_normalises_the_root(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError) as exc:
+        validate_config(load_config(DEMO_CONFIG, ["train.models=[nope]", "features.hop_length=4096"]))
+    assert "unknown model" in str(exc.value) and "hop_length" in str(exc.value)
+    monkeypatch.chdir(tmp_path)
+    cfg = validate_config(load_config(DEMO_CONFIG, ["storage.root=rel/out"]))
+    assert cfg.storage.root == str(tmp_path / "rel" / "out")  # workers do not share our cwd
+    s3 = validate_config(load_config(DEMO_CONFIG, ["storage.root=s3://b/p"]))
+    assert s3.storage.root == "s3://b/p"
+    assert validate_config(replace_section(Config(), "stages", tune=False)).stages.tune is False
+
+
+def test_full_py_rejects_a_bad_config_before_starting_ray():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(REPO / "workflows" / "full.py"), "--set", "train.epochs=many"],
+                          capture_output=True, text=True, timeout=300, cwd="/")
+    assert proc.returncode == 2
+    assert "train.epochs" in proc.stderr and "Started a local Ray" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- a real run
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_failed_workflow_exits_nonzero_and_a_rerun_resumes(ray_session, tmp_path, monkeypatch, capsys):
+    from lssed.cli import main
+
+    root = tmp_path / "store"
+    tiny = _tiny(root)
+    # 1st run: the training worker dies at the start of epoch 2 and no retry is allowed.
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("LSSED_TEST_KILL_WORKER", f"epoch=2,rank=0,marker={marker}")
+    argv = ["run", *[a for kv in tiny for a in ("--set", kv)]]
+    assert main([*argv, "--set", "train.max_failures=0", "--set", "stages.tune=false"]) == 1
+    assert marker.exists(), "the injected fault fired"
+    first = json.loads((root / "workflow.json").read_text())
+    assert not first["ok"] and [f["stage"] for f in first["failures"]] == ["train"]
+    assert first["runs"] == [] and first["features_uri"]
+    assert Path(first["report_uri"]).exists()  # the report is still built from what exists
+    out = capsys.readouterr().out
+    assert "FAILED train" in out
+
+    # 2nd run (the same config, as a re-submitted job would): corpus and features are
+    # committed and skipped, training resumes from its epoch-1 checkpoint, tune and report run.
+    monkeypatch.delenv("LSSED_TEST_KILL_WORKER")
+    assert main(argv) == 0
+    second = json.loads((root / "workflow.json").read_text())
+    assert second["ok"], second["failures"]
+    assert {"corpus", "preprocess"} <= set(second["skipped"])
+    assert second["features_uri"] == first["features_uri"]
+    (run_name,) = second["runs"]
+    results = json.loads((root / "runs" / run_name / "results.json").read_text())
+    assert results["epochs_completed"] == 2
+    manifest_rows = json.loads(next((root / "corpus").glob("*/_SUCCESS.json")).read_text())
+    assert manifest_rows["rows"] + manifest_rows["rejected"] == manifest_rows["input_rows"] > 0
+    assert (root / "report" / "index.html").exists()
+    assert list((root / "tune").iterdir()), "the sweep wrote its experiment"
+    out = capsys.readouterr().out
+    assert f"report: {root / 'report' / 'index.html'}" in out
