@@ -188,12 +188,12 @@ def corpus_stage(cfg: Config, *, out: Storage, force: bool = False) -> CorpusRes
 
             # Local storage: the media live in storage beside the manifest. S3: generate
             # locally, upload, and point the manifest at the uploaded objects.
-            media_dir = Path(stage.storage.path("media")) if not out.is_s3 else Path(tmp) / "media"
-            csv = make_demo_corpus(media_dir, speakers=c.speakers, per_class=c.per_class, seed=c.seed)
+            demo_dir = Path(stage.storage.path("demo")) if not out.is_s3 else Path(tmp) / "demo"
+            csv = make_demo_corpus(demo_dir, speakers=c.speakers, per_class=c.per_class, seed=c.seed)
             prepared = prepare("generic", csv, strict=c.strict, split=c.split, seed=c.seed,
                                val_fraction=c.val_fraction, test_fraction=c.test_fraction)
             if out.is_s3:
-                prepared = _upload_media(prepared, media_dir, stage.storage.child("media"))
+                prepared = _upload_media(prepared, demo_dir, stage.storage.child("demo"))
         else:
             prepared = prepare(c.name, c.root, strict=c.strict, split=c.split, seed=c.seed,
                                val_fraction=c.val_fraction, test_fraction=c.test_fraction)
@@ -409,7 +409,9 @@ def run_workflow(cfg: Config) -> WorkflowResult:
             failed("tune", cfg.tune.name or "sweep", exc)
 
     # 5. report (always rebuilt: it only reads storage and is cheap)
-    if cfg.stages.report:
+    if cfg.stages.report and not out.exists("runs"):
+        log.warning("report: nothing to report yet (no %s)", out.join_uri("runs"))
+    elif cfg.stages.report:
         report_dir = cfg.report.out_dir or out.join_uri("report")
         try:
             state["report"], state["report_uri"] = timed("report", lambda: _report(cfg, out, report_dir))

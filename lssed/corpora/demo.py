@@ -14,8 +14,10 @@ neutral    normal  normal    speaker's own   moderate
 sad        slow    quiet     lowered         narrow
 =========  ======  ========  ==============  =============
 
-Every utterance draws its parameters around these centres (so classes overlap a little),
-with a random sentence (the text carries no emotion). A few utterances per speaker have
+plus vocal effort as spectral tilt (angry brightest, then happy; sad dull), which espeak
+does not model and is applied as a filter. Every utterance draws its parameters around
+these centres (so classes overlap a little), with a random sentence (the text carries no
+emotion). A few utterances per speaker have
 other LSSED labels (surprised, bored) that map to no benchmark class. Speakers are espeak
 voices + variants with a gender and an age group (metadata: espeak cannot age a voice).
 Each recording session is one real media file holding several utterances separated by
@@ -98,6 +100,13 @@ PROSODY: dict[str, tuple[float, float, float, float, float, float, float, float]
     "surprised": (25, 8, 145, 8, 34, 3, 100, 1),
     "bored": (-30, 8, 80, 8, -10, 3, 15, 4),
 }
+# Vocal effort shows as spectral tilt (tense, loud voices are brighter; lax ones duller), which
+# espeak does not model: tilt t > 0 is a pre-emphasis y[n] = x[n] - t x[n-1], t < 0 a one-pole
+# low-pass with pole -t; loudness is restored afterwards. (centre, sd) per emotion.
+TILT: dict[str, tuple[float, float]] = {
+    "angry": (0.75, 0.08), "happy": (0.35, 0.08), "neutral": (0.0, 0.08), "sad": (-0.6, 0.08),
+    "surprised": (0.4, 0.08), "bored": (-0.4, 0.08),
+}
 BENCHMARK_EMOTIONS = ("angry", "neutral", "happy", "sad")
 EXTRA_EMOTIONS = ("surprised", "bored")
 UTTERANCES_PER_SESSION = 7
@@ -126,6 +135,19 @@ def _prosody(rng: np.random.Generator, emotion: str, base_pitch: int, base_rate:
         pitch=int(np.clip(base_pitch + p + rng.normal(0, psd), 0, 100)),
         range=int(np.clip(g + rng.normal(0, gsd), 0, 100)),
     )
+
+
+def _tilt(x: np.ndarray, t: float) -> np.ndarray:
+    """Spectral tilt (see ``TILT``); keeps the RMS of ``x``."""
+    from scipy.signal import lfilter
+
+    if t > 0:
+        y = lfilter([1.0, -t], [1.0], x)
+    elif t < 0:
+        y = lfilter([1.0 + t], [1.0, t], x)
+    else:
+        return x
+    return y * np.sqrt(np.mean(x**2) / (np.mean(y**2) + 1e-20))
 
 
 def _speaker(index: int) -> tuple[str, str, str, int, int]:
@@ -185,7 +207,7 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
 
     # 1. plan every utterance (text, voice, prosody) from per-speaker random streams, so that
     #    adding speakers leaves the first ones unchanged
-    plans = []  # (speaker index, emotion, sentence, voice, prosody)
+    plans = []  # (speaker index, emotion, sentence, voice, prosody, spectral tilt)
     for s in range(speakers):
         rng = np.random.default_rng([seed, s, 1])
         voice, gender, age, pitch, rate = _speaker(s)
@@ -193,8 +215,10 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
         order = rng.permutation(len(emotions))
         for i in order:
             e = emotions[i]
-            plans.append((s, e, SENTENCES[int(rng.integers(len(SENTENCES)))], voice, _prosody(rng, e, pitch, rate)))
-    audio = synthesize_batch([(text, voice, pros, seed * 1_000_003 + k) for k, (_, _, text, voice, pros) in enumerate(plans)])
+            tilt = float(np.clip(rng.normal(*TILT[e]), -0.9, 0.9))
+            plans.append((s, e, SENTENCES[int(rng.integers(len(SENTENCES)))], voice, _prosody(rng, e, pitch, rate), tilt))
+    audio = synthesize_batch([(text, voice, pros, seed * 1_000_003 + k) for k, (_, _, text, voice, pros, _) in enumerate(plans)])
+    audio = [_tilt(a.astype(np.float64) / 32768.0, plan[5]) for a, plan in zip(audio, plans)]
 
     # 2. sessions: consecutive utterances of one speaker, one media file each
     rows: list[dict[str, str]] = []
@@ -222,7 +246,7 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
             n_files += 1
             total_s += mixed.shape[-1] / spec.sample_rate
             for k, (a, b) in zip(chunk, spans):
-                _, emotion, text, _, _ = plans[int(k)]
+                _, emotion, text, _, _, _ = plans[int(k)]
                 rows.append({
                     "path": rel, "start": f"{a / SAMPLE_RATE:.4f}", "end": f"{b / SAMPLE_RATE:.4f}",
                     "label": emotion, "speaker": speaker_id, "gender": gender, "age": age,
@@ -250,7 +274,7 @@ def _assemble(rng: np.random.Generator, clips: list[np.ndarray]) -> tuple[np.nda
     pos = int(rng.uniform(0.3, 0.6) * SAMPLE_RATE)
     parts.append(np.zeros(pos, np.float64))
     for clip in clips:
-        x = _trim(clip.astype(np.float64) / 32768.0) * SPEECH_SCALE
+        x = _trim(clip) * SPEECH_SCALE
         spans.append((pos, pos + x.size))
         gap = int(rng.uniform(0.4, 0.9) * SAMPLE_RATE)
         parts += [x, np.zeros(gap)]

@@ -8,7 +8,8 @@ Our choices (the LSSED paper gives no scale factors):
 - time scales ``(0.5, 1.0, 2.0)``; a kernel of ``k`` frames becomes ``2*floor(k*s/2)+1``
   frames (odd, so "same" padding keeps every branch's output the size of the original's and
   no output resizing is needed): 3 -> 1/3/7, 7 -> 3/7/15; frequency is never stretched.
-- the kernel is resampled along time with linear interpolation (``align_corners=False``) and
+- the kernel is resampled along time with linear interpolation (the weights of
+  ``F.interpolate(mode="bilinear", align_corners=False)``, applied as a fixed matrix) and
   multiplied by ``k / k'`` so a constant input gives the same response at every scale.
 - Guizzo et al. average the stretched kernels back into the original after every optimiser
   step. Here the stretched kernels are not separate parameters: they are recomputed from the
@@ -37,6 +38,22 @@ def scaled_length(k: int, scale: float) -> int:
     return 2 * int(k * scale // 2) + 1
 
 
+def resample_matrix(k: int, k_new: int) -> list[list[float]]:
+    """``(k_new, k)`` linear-interpolation weights, as ``F.interpolate(mode="bilinear",
+    align_corners=False)`` along one axis, times ``k / k_new`` (same response to a constant)."""
+    rows = []
+    for j in range(k_new):
+        src = min(max((j + 0.5) * k / k_new - 0.5, 0.0), k - 1.0)
+        lo = int(src)
+        hi = min(lo + 1, k - 1)
+        frac = src - lo
+        row = [0.0] * k
+        row[lo] += (1.0 - frac) * k / k_new
+        row[hi] += frac * k / k_new
+        rows.append(row)
+    return rows
+
+
 class MTSConv2d(nn.Conv2d):
     """A Conv2d whose kernel is applied at several time scales; outputs merged by max."""
 
@@ -50,13 +67,17 @@ class MTSConv2d(nn.Conv2d):
         # distinct time lengths only: two scales that give the same kernel would be one branch
         self.time_lengths = tuple(dict.fromkeys(scaled_length(kt, s) for s in scales)) if kt > 1 else (kt,)
         self.scales = tuple(scales)
+        # resampling as a small matrix product: much cheaper to differentiate than F.interpolate;
+        # non-persistent, so the state_dict stays a plain ResNet's
+        for k in self.time_lengths:
+            if k != kt:
+                self.register_buffer(f"resample_{k}", torch.tensor(resample_matrix(kt, k)), persistent=False)
 
     def branch_weight(self, kt_new: int) -> torch.Tensor:
-        kh, kt = self.kernel_size
-        if kt_new == kt:
+        if kt_new == self.kernel_size[1]:
             return self.weight
-        w = F.interpolate(self.weight, size=(kh, kt_new), mode="bilinear", align_corners=False)
-        return w * (kt / kt_new)
+        r = getattr(self, f"resample_{kt_new}")
+        return torch.matmul(self.weight, r.to(self.weight.dtype).t())  # (o, i, kh, kt) @ (kt, kt')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(self.time_lengths) == 1:

@@ -237,7 +237,8 @@ def epoch_record_from_dict(d: dict[str, Any]) -> EpochRecord:
     v["per_class_recall"] = tuple(v["per_class_recall"])
     v["confusion"] = tuple(tuple(r) for r in v["confusion"])
     return EpochRecord(epoch=int(d["epoch"]), lr=float(d["lr"]), train_loss=float(d["train_loss"]),
-                       val=Metrics(**v), seconds=float(d["seconds"]))
+                       val=Metrics(**v), seconds=float(d["seconds"]), train_seconds=float(d.get("train_seconds", 0.0)),
+                       samples=int(d.get("samples", 0)))
 
 
 def _maybe_inject_fault(fault: dict[str, Any] | None, epoch: int, rank: int) -> None:
@@ -327,7 +328,7 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
                               features=features)
         val = ctx.broadcast(val)
         record = EpochRecord(epoch=epoch, lr=float(lr), train_loss=train_loss, val=val,
-                             seconds=time.perf_counter() - t0)
+                             seconds=time.perf_counter() - t0, train_seconds=t_train, samples=int(totals[1]))
         history.append(record)
         if val.ua > best_ua:
             best_ua, best_epoch = val.ua, epoch

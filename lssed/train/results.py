@@ -35,6 +35,8 @@ class EpochRecord:
     train_loss: float
     val: Metrics
     seconds: float
+    train_seconds: float = 0.0  # (train) of `seconds`, the time in training steps (data waits included)
+    samples: int = 0  # (train) training samples seen this epoch, all workers
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,48 @@ def _reasons(quarantine: pa.Table) -> dict[str, str]:
                                                             for c in ("utt_id", "stage", "error")))}
 
 
+# First in the file: the moto server must set AWS credentials before Ray starts its workers.
+@pytest.mark.ray
+def test_s3_media_manifest_and_output(s3_endpoint, ray_session, media_set, tmp_path):
+    """Media, manifest and features all on the S3-protocol server; read back with pyarrow and s3fs."""
+    import boto3
+    import ray
+    import s3fs
+
+    @ray.remote
+    def worker_has_credentials() -> bool:
+        return bool(os.environ.get("AWS_ACCESS_KEY_ID"))
+
+    if not ray.get(worker_has_credentials.remote()):
+        pytest.fail("Ray was started before the moto fixture set AWS credentials: make the ray_session fixture "
+                    "depend on s3_endpoint in tests/conftest.py")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    rows, expected = media.manifest_rows(media_set)
+    keep = {"mp4_aac_video", "mkv_opus", "zero_bytes", "video_only"}
+    rows = [r for r in rows if r["utt_id"].split("_", 1)[1] in keep]
+    for r in rows:
+        key = f"media/{Path(r['media_uri']).name}"
+        s3.upload_file(r["media_uri"], "lssed-test", key)
+        r["media_uri"] = Path(r["media_uri"]).name  # relative to the manifest's folder
+    local_manifest = media.write_manifest(tmp_path / "manifest.parquet", rows)
+    s3.upload_file(str(local_manifest), "lssed-test", "media/manifest.parquet")
+    cfg = load_config(None, FAST + [f"storage.endpoint_url={s3_endpoint}"])
+    out = Storage("s3://lssed-test/runs/s3test", s3_endpoint)
+    fs = preprocess(cfg, "s3://lssed-test/media/manifest.parquet", out=out)
+    assert fs.uri.startswith("s3://lssed-test/runs/s3test/features/")
+    want = {r["utt_id"]: expected[r["utt_id"]] for r in rows if r["utt_id"] in expected}
+    assert (fs.rows_in, fs.rows_quarantined) == (len(rows), len(want))
+    # pyarrow's S3 filesystem
+    shards = pads.dataset(fs.shards_uri[len("s3://"):], filesystem=out.filesystem, format="parquet").to_table()
+    assert shards.num_rows == fs.rows_out == len(rows) - len(want)
+    # s3fs
+    sfs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
+    quarantine = pq.read_table(fs.quarantine_uri[len("s3://"):], filesystem=sfs)
+    assert _reasons(quarantine) == want
+    assert sfs.exists(f"{fs.uri[len('s3://'):]}/_SUCCESS.json")
+    assert preprocess(cfg, "s3://lssed-test/media/manifest.parquet", out=out).skipped
+
+
 @pytest.fixture(scope="module")
 def local_run(ray_session, mixed_manifest, tmp_path_factory):
     path, expected, n = mixed_manifest
@@ -152,47 +194,6 @@ def test_killed_run_resumes_without_duplicates(ray_session, media_set, tmp_path)
     ids = pq.read_table(fs.shards_uri, columns=["utt_id"]).column("utt_id").to_pylist()
     assert sorted(ids) == sorted(r["utt_id"] for r in many) and fs.rows_quarantined == 0
     assert fs.stats["chunks_resumed"] >= 3
-
-
-@pytest.mark.ray
-def test_s3_media_manifest_and_output(s3_endpoint, ray_session, media_set, tmp_path):
-    """Media, manifest and features all on the S3-protocol server; read back with pyarrow and s3fs."""
-    import boto3
-    import ray
-    import s3fs
-
-    @ray.remote
-    def worker_has_credentials() -> bool:
-        return bool(os.environ.get("AWS_ACCESS_KEY_ID"))
-
-    if not ray.get(worker_has_credentials.remote()):
-        pytest.fail("Ray was started before the moto fixture set AWS credentials: make the ray_session fixture "
-                    "depend on s3_endpoint in tests/conftest.py")
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
-    rows, expected = media.manifest_rows(media_set)
-    keep = {"mp4_aac_video", "mkv_opus", "zero_bytes", "video_only"}
-    rows = [r for r in rows if r["utt_id"].split("_", 1)[1] in keep]
-    for r in rows:
-        key = f"media/{Path(r['media_uri']).name}"
-        s3.upload_file(r["media_uri"], "lssed-test", key)
-        r["media_uri"] = Path(r["media_uri"]).name  # relative to the manifest's folder
-    local_manifest = media.write_manifest(tmp_path / "manifest.parquet", rows)
-    s3.upload_file(str(local_manifest), "lssed-test", "media/manifest.parquet")
-    cfg = load_config(None, FAST + [f"storage.endpoint_url={s3_endpoint}"])
-    out = Storage("s3://lssed-test/runs/s3test", s3_endpoint)
-    fs = preprocess(cfg, "s3://lssed-test/media/manifest.parquet", out=out)
-    assert fs.uri.startswith("s3://lssed-test/runs/s3test/features/")
-    want = {r["utt_id"]: expected[r["utt_id"]] for r in rows if r["utt_id"] in expected}
-    assert (fs.rows_in, fs.rows_quarantined) == (len(rows), len(want))
-    # pyarrow's S3 filesystem
-    shards = pads.dataset(fs.shards_uri[len("s3://"):], filesystem=out.filesystem, format="parquet").to_table()
-    assert shards.num_rows == fs.rows_out == len(rows) - len(want)
-    # s3fs
-    sfs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_endpoint})
-    quarantine = pq.read_table(fs.quarantine_uri[len("s3://"):], filesystem=sfs)
-    assert _reasons(quarantine) == want
-    assert sfs.exists(f"{fs.uri[len('s3://'):]}/_SUCCESS.json")
-    assert preprocess(cfg, "s3://lssed-test/media/manifest.parquet", out=out).skipped
 
 
 def test_manifest_errors_say_what_to_fix(tmp_path):

@@ -98,12 +98,3 @@ def test_sweep_2x2_resume_and_report(ray_session, sweep_features, tmp_path):
             assert windows.cell({"window": w}, f"{model}_mean") is not None
     assert len([f for f in report.figures if f.kind == "confusion"]) == 4
 
-
-def test_unknown_model_is_rejected_before_ray(sweep_features, tmp_path):
-    from lssed.tune.sweep import tune
-
-    cfg = load_config(None, [*OVERRIDES, "tune.models=[resnet18,nosuchnet]"])
-    with pytest.raises(ValueError, match="unknown model.*nosuchnet"):
-        tune(cfg, sweep_features, out=Storage(str(tmp_path)))
-    with pytest.raises(FileNotFoundError, match="_SUCCESS.json"):
-        tune(load_config(None, OVERRIDES), str(tmp_path / "nofeatures"), out=Storage(str(tmp_path)))

@@ -79,12 +79,37 @@ def test_full_py_rejects_a_bad_config_before_starting_ray():
     assert "train.epochs" in proc.stderr and "Started a local Ray" not in proc.stderr
 
 
+def test_demo_corpus_goes_into_s3_storage_and_is_skipped_on_rerun(s3_endpoint):
+    """With S3 storage the generated demo media are uploaded and the manifest points at them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lssed.storage import storage_from_config
+    from lssed.workflow import corpus_stage
+
+    cfg = load_config(DEMO_CONFIG, ["storage.root=s3://lssed-test/wf-corpus", f"storage.endpoint_url={s3_endpoint}",
+                                    "corpus.speakers=2", "corpus.per_class=1"])
+    out = storage_from_config(cfg.storage)
+    first = corpus_stage(cfg, out=out)
+    assert not first.skipped and first.rows + first.rejected == first.input_rows > 0
+    assert first.manifest_uri.startswith("s3://lssed-test/wf-corpus/corpus/")
+    stage = storage_from_config(cfg.storage, first.uri)
+    table = pq.read_table(pa.BufferReader(stage.read_bytes("manifest.parquet")))
+    media = set(table.column("media_uri").to_pylist())
+    assert media and all(m.startswith(first.uri + "/demo/") for m in media)
+    for m in media:  # every object the manifest names was uploaded
+        assert stage.exists(m.removeprefix(first.uri + "/"))
+    assert stage.exists("_SUCCESS.json") and stage.exists("manifest.rejects.parquet")
+    again = corpus_stage(cfg, out=out)
+    assert again.skipped and again.manifest_uri == first.manifest_uri and again.rows == first.rows
+
+
 # --------------------------------------------------------------------------- a real run
 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_failed_workflow_exits_nonzero_and_a_rerun_resumes(ray_session, tmp_path, monkeypatch, capsys):
+def test_failed_workflow_exits_nonzero_and_a_rerun_resumes(ray_session, s3_endpoint, tmp_path, monkeypatch, capsys):
     from lssed.cli import main
 
     root = tmp_path / "store"
@@ -119,3 +144,15 @@ def test_failed_workflow_exits_nonzero_and_a_rerun_resumes(ray_session, tmp_path
     assert list((root / "tune").iterdir()), "the sweep wrote its experiment"
     out = capsys.readouterr().out
     assert f"report: {root / 'report' / 'index.html'}" in out
+
+    # The report of S3 storage is built locally and uploaded next to the runs.
+    from lssed.storage import storage_from_config
+    from lssed.workflow import _report
+
+    s3cfg = load_config(DEMO_CONFIG, ["storage.root=s3://lssed-test/wf-report", f"storage.endpoint_url={s3_endpoint}"])
+    s3 = storage_from_config(s3cfg.storage)
+    for f in (root / "runs" / run_name).glob("*.*"):  # results.json, predictions.parquet, ...
+        s3.write_bytes(f.read_bytes(), "runs", run_name, f.name)
+    report, uri = _report(s3cfg, s3, s3.join_uri("report"))
+    assert uri == "s3://lssed-test/wf-report/report/index.html" and s3.exists("report", "index.html")
+    assert report.runs == 1
