@@ -78,34 +78,34 @@ SENTENCES: tuple[str, ...] = (
 # to the voice's own (the variant makes it female or male), so speakers differ only a little
 # around 50 here and the emotion's pitch shift is not confounded with the speaker's.
 SPEAKERS: tuple[tuple[str, str, str, int, int], ...] = (
-    ("en-us+f3", "F", "adult", 50, 162),
-    ("en-us+m3", "M", "adult", 47, 158),
-    ("en+f2", "F", "young", 53, 166),
-    ("en+m1", "M", "senior", 45, 154),
-    ("en-us+f4", "F", "senior", 48, 156),
-    ("en-us+m7", "M", "young", 52, 164),
+    ("en-us+f3", "F", "adult", 50, 160),
+    ("en-us+m3", "M", "adult", 49, 158),
+    ("en+f2", "F", "young", 52, 162),
+    ("en+m1", "M", "senior", 48, 157),
+    ("en-us+f4", "F", "senior", 49, 159),
+    ("en-us+m7", "M", "young", 51, 161),
     ("en-029+f1", "F", "adult", 51, 160),
-    ("en-gb-x-rp+m2", "M", "adult", 46, 157),
-    ("en-gb-x-gbclan+f5", "F", "young", 54, 165),
-    ("en-us+m4", "M", "senior", 44, 153),
+    ("en-gb-x-rp+m2", "M", "adult", 48, 158),
+    ("en-gb-x-gbclan+f5", "F", "young", 52, 162),
+    ("en-us+m4", "M", "senior", 50, 157),
 )
 
 # emotion -> centre offsets/values and their per-utterance spread (sd):
 # (rate offset, rate sd, volume, volume sd, pitch offset, pitch sd, range, range sd)
 PROSODY: dict[str, tuple[float, float, float, float, float, float, float, float]] = {
-    "angry": (60, 8, 180, 8, 8, 3, 60, 6),
-    "happy": (15, 8, 122, 8, 26, 3, 98, 2),
-    "neutral": (0, 8, 100, 8, 0, 3, 32, 6),
-    "sad": (-55, 8, 58, 8, -20, 3, 6, 3),
-    "surprised": (25, 8, 145, 8, 34, 3, 100, 1),
-    "bored": (-30, 8, 80, 8, -10, 3, 15, 4),
+    "angry": (65, 8, 190, 6, 6, 3, 55, 6),
+    "happy": (15, 8, 140, 6, 28, 3, 100, 2),
+    "neutral": (0, 8, 100, 6, 0, 3, 30, 6),
+    "sad": (-60, 8, 52, 6, -22, 3, 5, 3),
+    "surprised": (25, 8, 150, 6, 34, 3, 100, 1),
+    "bored": (-30, 8, 78, 6, -10, 3, 15, 4),
 }
 # Vocal effort shows as spectral tilt (tense, loud voices are brighter; lax ones duller), which
 # espeak does not model: tilt t > 0 is a pre-emphasis y[n] = x[n] - t x[n-1], t < 0 a one-pole
 # low-pass with pole -t; loudness is restored afterwards. (centre, sd) per emotion.
 TILT: dict[str, tuple[float, float]] = {
-    "angry": (0.75, 0.08), "happy": (0.35, 0.08), "neutral": (0.0, 0.08), "sad": (-0.6, 0.08),
-    "surprised": (0.4, 0.08), "bored": (-0.4, 0.08),
+    "angry": (0.85, 0.05), "happy": (0.45, 0.06), "neutral": (0.0, 0.06), "sad": (-0.65, 0.06),
+    "surprised": (0.5, 0.06), "bored": (-0.4, 0.06),
 }
 BENCHMARK_EMOTIONS = ("angry", "neutral", "happy", "sad")
 EXTRA_EMOTIONS = ("surprised", "bored")
@@ -289,7 +289,7 @@ def _mix(rng: np.random.Generator, track: np.ndarray, spans: list[tuple[int, int
     in 44.1/48 kHz files); a stereo file's second channel gets the same noise shifted by half
     the session, uncorrelated with the first at any lag that matters.
     """
-    track = track * 10 ** (rng.uniform(-4.0, 2.0) / 20)
+    track = track * 10 ** (rng.uniform(-1.5, 1.5) / 20)  # recording gain of the session
     speech_power = float(np.mean(np.concatenate([track[a:b] for a, b in spans]) ** 2))
     snr_db = rng.uniform(*SNR_DB)
     noise_rms = np.sqrt(speech_power / 10 ** (snr_db / 10))

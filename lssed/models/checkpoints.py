@@ -37,6 +37,7 @@ class ImportResult:
     num_classes: int
     num_tensors: int
     source_format: str  # "state_dict" or "pickled-module"
+    also_fits: tuple[str, ...] = ()  # other zoo models with the same parameters (e.g. mts_resnetN)
 
 
 class _ForeignModule(nn.Module):
@@ -101,6 +102,8 @@ def read_state_dict(path: str | Path, *, trust_pickle: bool = False) -> tuple[di
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {str(exc).splitlines()[0]}") from exc
         if not trust_pickle:
             raise CheckpointError(
                 f"{path} is not a plain state_dict: it holds pickled Python objects (probably a whole saved "
@@ -162,20 +165,58 @@ def infer_num_classes(state: Mapping[str, torch.Tensor]) -> int:
     return int(w.shape[0])
 
 
-def infer_model(state: Mapping[str, torch.Tensor], num_classes: int) -> str:
-    """The registered model whose state_dict names and shapes equal ``state``'s."""
+def _family_hint(keys: Mapping[str, Any]) -> tuple[str, ...]:
+    """Name prefixes worth trying first (building every 152-layer model is slow)."""
+    if any(".conv2.conv2_" in k for k in keys):
+        return ("pyresnet",)
+    if any(k.startswith("features.") for k in keys):
+        return ("vgg",)
+    if any(k.startswith("lstm.") for k in keys):
+        return ("crnn",)
+    return ("resnet", "mts_resnet")
+
+
+def matching_models(state: Mapping[str, torch.Tensor], num_classes: int) -> list[str]:
+    """Registered models whose state_dict names and shapes equal ``state``'s, shortest name first.
+
+    Several can match: ``mts_resnetN`` has exactly ``resnetN``'s parameters (MTS adds none).
+    """
     from lssed.models import create_model, list_models
 
     keys = {k: tuple(v.shape) for k, v in state.items()}
-    for name in list_models():
+    hint = _family_hint(keys)
+    # weight layers, counting a pyramid (conv2.conv2_*) and the shortcut convs as in "ResNet-50"
+    depth = 1 + sum(1 for k, s in keys.items() if len(s) == 4 and "downsample" not in k
+                    and (".conv2_" not in k or k.endswith("conv2_1.weight")))
+
+    def digits(name: str) -> int:
+        tail = "".join(c for c in reversed(name) if c.isdigit())[::-1]
+        return int(tail) if tail else 0
+
+    names = list_models()
+    ordered = sorted(names, key=lambda n: (not n.startswith(hint), abs(digits(n) - depth), n))
+    found: list[str] = []
+    for name in ordered:
+        if found and (not name.startswith(hint) or digits(name) != digits(found[0])):
+            break
         with torch.device("meta"):
             candidate = create_model(name, num_classes=num_classes)
         if {k: tuple(v.shape) for k, v in candidate.state_dict().items()} == keys:
-            return name
-    raise CheckpointError(
-        "no registered model has exactly this checkpoint's parameter names and shapes; pass --model NAME "
-        "to see which tensors differ"
-    )
+            found.append(name)
+    return sorted(found, key=lambda n: (len(n), n))
+
+
+def infer_model(state: Mapping[str, torch.Tensor], num_classes: int) -> str:
+    """The registered model that fits ``state`` (the plainest one when several do)."""
+    found = matching_models(state, num_classes)
+    if not found:
+        raise CheckpointError(
+            "no registered model has exactly this checkpoint's parameter names and shapes; pass --model NAME "
+            "to see which tensors differ"
+        )
+    if len(found) > 1:
+        log.info("the checkpoint fits %s; taking %s (pass --model to choose)", ", ".join(found), found[0])
+    return found[0]
 
 
 def import_checkpoint(path: str | Path, out: str | Path, *, model: str | None = None,
@@ -189,7 +230,14 @@ def import_checkpoint(path: str | Path, out: str | Path, *, model: str | None = 
 
     state, fmt = read_state_dict(path, trust_pickle=trust_pickle)
     n = num_classes if num_classes is not None else infer_num_classes(state)
-    name = model or infer_model(state, n)
+    also: tuple[str, ...] = ()
+    if model is None:
+        found = matching_models(state, n)
+        if not found:
+            infer_model(state, n)  # raises the explanation
+        name, also = found[0], tuple(found[1:])
+    else:
+        name = model
     with torch.device("meta"):
         target = create_model(name, num_classes=n)
     check_state_dict(target, state, model_name=name)
@@ -199,4 +247,5 @@ def import_checkpoint(path: str | Path, out: str | Path, *, model: str | None = 
     torch.save({k: v.detach().cpu().contiguous() for k, v in state.items()}, tmp)
     tmp.replace(out)
     log.info("imported %s (%s, %d classes, %d tensors) -> %s", path, name, n, len(state), out)
-    return ImportResult(out=out, model=name, num_classes=n, num_tensors=len(state), source_format=fmt)
+    return ImportResult(out=out, model=name, num_classes=n, num_tensors=len(state), source_format=fmt,
+                        also_fits=also)

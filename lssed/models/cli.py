@@ -59,5 +59,5 @@ def _import(args: argparse.Namespace) -> int:
     res = import_checkpoint(args.path, args.out, model=args.model, num_classes=args.num_classes,
                             trust_pickle=args.trust_pickle)
     print(f"{res.model} ({res.num_classes} classes, {res.num_tensors} tensors, from a {res.source_format}) "
-          f"-> {res.out}")
+          f"-> {res.out}" + (f" (the same parameters also fit: {', '.join(res.also_fits)})" if res.also_fits else ""))
     return 0

@@ -81,3 +81,29 @@ class GraphedTrainStep:
         self.static_y.copy_(y)
         self.graph.replay()
         return self.static_loss
+
+
+def fast_train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *,
+                    compile: bool = True, graph: bool = True,
+                    amp_dtype: torch.dtype | None = torch.bfloat16) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The fastest measured training step on a GPU: default ``torch.compile`` of the model (fuses
+    BN/ReLU/residual adds into few kernels), then the whole step captured as a CUDA graph.
+
+    On an H200 this made PyResNet-152 (``impl="fast"``) train 1.69x as fast as the eager
+    reference (docs/performance.md). Compilation takes ~1-2 minutes on the first step.
+    The optimiser must be built on ``model``'s parameters (compiling keeps them).
+    """
+    target = torch.compile(model) if compile else model
+    if graph:
+        return GraphedTrainStep(target, optimizer, loss_fn, amp_dtype=amp_dtype)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            loss = loss_fn(target(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step

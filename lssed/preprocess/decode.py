@@ -1,9 +1,11 @@
 """Decode utterance segments out of any media file to 16 kHz mono float32 (PyAV / FFmpeg).
 
-Paper: "video -> audio at 16 kHz". A media file is opened once for all of its utterances;
-each segment is reached by seeking (with a short pre-roll so codecs with inter-frame state,
-e.g. Opus or AAC, settle before the segment starts), decoded only up to its end, resampled
-with FFmpeg's resampler to mono float32 and trimmed to the exact sample span.
+Paper: "video -> audio at 16 kHz". A media file is opened once for all of its utterances,
+taken in start order; a segment far from what is already decoded (more than ``SEEK_GAP_S``)
+is reached by seeking (with a short pre-roll so codecs with inter-frame state, e.g. Opus or
+AAC, settle before the segment starts), a near one by decoding on. Decoding stops at the
+segment's end; FFmpeg's resampler gives mono float32 at 16 kHz, trimmed to the exact span.
+So an hour-long interview with a few utterances costs a few seeks, not an hour of decoding.
 
 Failures are reported as :class:`DecodeError` with a short ``code`` (``open_failed``,
 ``no_audio_stream``, ``segment_past_end``, ``decode_failed``, ``bad_segment``) so callers
@@ -25,6 +27,9 @@ log = logging.getLogger(__name__)
 # Seek this far before a segment so decoders with pre-roll (Opus 80 ms, AAC 2048 samples)
 # have produced clean samples by the segment's start.
 PREROLL_S = 0.5
+# A later segment of the same file that starts within this many seconds after what is
+# already decoded is reached by decoding on; further away, by seeking.
+SEEK_GAP_S = 5.0
 
 
 class DecodeError(Exception):
@@ -94,14 +99,17 @@ def decode_segments(
             raise DecodeError("no_audio_stream", f"the file has no audio stream (streams: {kinds or 'none'})")
         stream = container.streams.audio[0]
         media_end = _media_end_s(container, stream)
-        results: list[np.ndarray | DecodeError] = []
-        for seg in segments:
+        reader = _Reader(container, stream, sample_rate)
+        results: list[np.ndarray | DecodeError] = [DecodeError("decode_failed", "not decoded")] * len(segments)
+        order = sorted(range(len(segments)), key=lambda i: (segments[i].start_s or 0.0))
+        for i in order:
             try:
-                results.append(_decode_one(container, stream, seg, sample_rate, max_missing_s, media_end))
+                results[i] = _decode_one(reader, segments[i], max_missing_s, media_end)
             except DecodeError as exc:
-                results.append(exc)
+                results[i] = exc
             except Exception as exc:  # corrupt packets, truncated files
-                results.append(DecodeError("decode_failed", f"{type(exc).__name__}: {exc}"))
+                results[i] = DecodeError("decode_failed", f"{type(exc).__name__}: {exc}")
+                reader.reset()
         return results
     finally:
         container.close()
@@ -116,10 +124,75 @@ def _media_end_s(container: Any, stream: Any) -> float | None:
     return None
 
 
-def _decode_one(container: Any, stream: Any, seg: Segment, sample_rate: int, max_missing_s: float,
-                media_end: float | None) -> np.ndarray:
-    import av
+class _Reader:
+    """Forward decoding of one audio stream into a 16 kHz mono buffer, with seeks on demand.
 
+    ``t0`` is the media time of ``buf[0]``: the time of the first frame fed to the resampler
+    after the last seek; later samples are counted, not re-timed, so they stay contiguous.
+    """
+
+    def __init__(self, container: Any, stream: Any, sample_rate: int) -> None:
+        self.container, self.stream, self.sr = container, stream, sample_rate
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0: float | None = None
+        self.buf = np.zeros(0, np.float32)
+        self.frames: Any = None
+        self.resampler: Any = None
+        self.eof = False
+
+    @property
+    def end_time(self) -> float | None:
+        return None if self.t0 is None else self.t0 + self.buf.size / self.sr
+
+    def seek(self, t: float) -> None:
+        import av
+
+        self.reset()
+        # The target may be negative: some demuxers (Matroska/Opus) give their first packet
+        # a negative timestamp and a backward seek to 0 would land after it.
+        offset = int((t - PREROLL_S) / self.stream.time_base) + (self.stream.start_time or 0)
+        try:
+            self.container.seek(offset, stream=self.stream, backward=True)
+        except Exception:
+            self.container.seek(0)  # demuxers that cannot seek: decode from the start
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
+        self.frames = (f for packet in self.container.demux(self.stream) for f in packet.decode())
+
+    def fill(self, until: float | None) -> None:
+        """Decode until the buffer reaches ``until`` seconds (None: the end of the stream)."""
+        pieces = [self.buf]
+        have = self.buf.size
+        while not self.eof:
+            if until is not None and self.t0 is not None and self.t0 + have / self.sr >= until:
+                break
+            try:
+                frame = next(self.frames)
+            except StopIteration:
+                self.eof = True
+                outs = self.resampler.resample(None)
+                t = None
+            else:
+                outs = self.resampler.resample(frame)
+                t = frame.time
+            for out in outs:
+                if self.t0 is None:
+                    self.t0 = t if t is not None else (out.time if out.time is not None else 0.0)
+                x = out.to_ndarray().reshape(-1)
+                pieces.append(x)
+                have += x.size
+        self.buf = np.concatenate(pieces).astype(np.float32, copy=False) if len(pieces) > 1 else self.buf
+
+    def drop_before(self, t: float) -> None:
+        if self.t0 is not None and t > self.t0:
+            n = min(int((t - self.t0) * self.sr), self.buf.size)
+            self.buf = self.buf[n:]
+            self.t0 += n / self.sr
+
+
+def _decode_one(reader: _Reader, seg: Segment, max_missing_s: float, media_end: float | None) -> np.ndarray:
+    sr = reader.sr
     start = float(seg.start_s) if seg.start_s is not None else 0.0
     end = float(seg.end_s) if seg.end_s is not None else None
     if start < 0 or (end is not None and end <= start):
@@ -127,59 +200,37 @@ def _decode_one(container: Any, stream: Any, seg: Segment, sample_rate: int, max
     if media_end is not None and start >= media_end:
         raise DecodeError("segment_past_end", f"segment starts at {start:.3f} s but the audio ends at {media_end:.3f} s")
 
-    # The target may be negative: some demuxers (Matroska/Opus) give their first packet a
-    # negative timestamp and a backward seek to 0 would land after it.
-    tb = stream.time_base
-    offset = int((start - PREROLL_S) / tb) + (stream.start_time or 0)
-    try:
-        container.seek(offset, stream=stream, backward=True)
-    except Exception:
-        # Some demuxers cannot seek (e.g. streams without an index): decode from the start.
-        container.seek(0)
-
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-    pieces: list[np.ndarray] = []
-    first_t: float | None = None
-    done = False
-    for packet in container.demux(stream):
-        for frame in packet.decode():
-            t = frame.time
-            if end is not None and t is not None and t >= end:
-                done = True
-                break
-            for out in resampler.resample(frame):
-                if first_t is None:
-                    first_t = t if t is not None else (out.time if out.time is not None else 0.0)
-                pieces.append(out.to_ndarray().reshape(-1))
-        if done:
-            break
-    for out in resampler.resample(None):
-        if first_t is None and out.time is not None:
-            first_t = out.time
-        pieces.append(out.to_ndarray().reshape(-1))
-
-    if not pieces or first_t is None:
+    # Keep decoding forward when the segment starts inside or shortly after what is decoded
+    # (utterances of one interview follow each other); seek otherwise.
+    here = reader.end_time
+    if reader.frames is None or reader.t0 is None or start < reader.t0 or here is None or start > here + SEEK_GAP_S:
+        reader.seek(start)
+    reader.fill(end)
+    if reader.t0 is None or reader.buf.size == 0:
         raise DecodeError("segment_past_end", f"no audio at or after {start:.3f} s (the audio ends at "
                           f"{media_end if media_end is not None else 'unknown'} s)")
-    samples = np.concatenate(pieces).astype(np.float32, copy=False)
-    skip = int(round((start - first_t) * sample_rate))
+    samples = reader.buf
+    skip = int(round((start - reader.t0) * sr))
     if skip < 0:
         # the audio starts after the requested start (stream start offset): pad with silence
-        if -skip > max_missing_s * sample_rate:
-            raise DecodeError("segment_past_end", f"the audio starts at {first_t:.3f} s, after the segment's start {start:.3f} s")
+        if -skip > max_missing_s * sr:
+            raise DecodeError("segment_past_end", f"the audio starts at {reader.t0:.3f} s, after the segment's "
+                              f"start {start:.3f} s")
         samples = np.concatenate([np.zeros(-skip, np.float32), samples])
         skip = 0
     samples = samples[skip:]
     if end is not None:
-        want = int(round((end - start) * sample_rate))
-        if want - len(samples) > max_missing_s * sample_rate:
-            got_end = start + len(samples) / sample_rate
+        want = int(round((end - start) * sr))
+        if want - samples.size > max_missing_s * sr:
+            got_end = start + samples.size / sr
             raise DecodeError("segment_past_end", f"segment [{start:.3f}, {end:.3f}] s reaches past the end of the "
                               f"audio at {got_end:.3f} s")
         samples = samples[:want]
     if samples.size == 0:
         raise DecodeError("segment_past_end", f"no audio in [{start:.3f}, {end}] s")
-    return np.ascontiguousarray(samples)
+    out = np.array(samples, dtype=np.float32, copy=True)
+    reader.drop_before(start)
+    return out
 
 
 def decode_file(uri: str, segments: Sequence[Segment], *, storage: Any | None = None, sample_rate: int = 16000,

@@ -70,6 +70,31 @@ def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str,
     }
 
 
+CHECKPOINT_DIR = "checkpoint_epoch_{:04d}"
+
+
+def latest_stored_state(run: Storage, after_epoch: int = 0) -> dict[str, Any] | None:
+    """The newest ``checkpoint_epoch_NNNN/state.pt`` in ``run`` past ``after_epoch`` that loads."""
+    import io
+
+    epochs = []
+    for path in run.list():
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+        if name.startswith("checkpoint_epoch_") and name[17:].isdigit() and int(name[17:]) > after_epoch:
+            epochs.append(int(name[17:]))
+    for epoch in sorted(epochs, reverse=True):
+        try:
+            data = run.read_bytes(CHECKPOINT_DIR.format(epoch), STATE_FILE)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # a torn upload: fall back to the one before
+            log.warning("skipping unreadable checkpoint %s: %s", run.join_uri(CHECKPOINT_DIR.format(epoch)), exc)
+            continue
+        if int(state.get("epoch", -1)) == epoch:
+            log.info("resuming from unregistered checkpoint %s", run.join_uri(CHECKPOINT_DIR.format(epoch)))
+            return state
+    return None
+
+
 class RayContext:
     """:class:`lssed.train.loop.WorkerContext` inside a Ray Train worker."""
 
@@ -118,13 +143,23 @@ class RayContext:
             yield from utterances(table, n_mels=self.config["n_mels"], recompute=self.config["recompute"])
 
     def load_checkpoint(self) -> dict[str, Any] | None:
+        """The newest usable checkpoint: Ray's latest registered one, or a newer one in storage.
+
+        Ray registers a reported checkpoint only when its controller next polls the workers;
+        a worker killed in between leaves an uploaded but unregistered checkpoint, which
+        Ray's own resume ignores. Our checkpoint directories are named by epoch, so we
+        also scan the run directory and take a newer one that loads.
+        """
         import ray.train
 
+        state = None
         ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            return None
-        with ckpt.as_directory() as d:
-            return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+        if ckpt is not None:
+            with ckpt.as_directory() as d:
+                state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+        newer = latest_stored_state(Storage(**self.config["out"]).child("runs", self.config["run_name"]),
+                                    after_epoch=int(state["epoch"]) if state else 0)
+        return newer or state
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         import ray.train
@@ -135,7 +170,7 @@ class RayContext:
         with tempfile.TemporaryDirectory() as d:
             torch.save(state, Path(d) / STATE_FILE)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
-                             checkpoint_dir_name=f"checkpoint_epoch_{int(metrics['epoch']):04d}")
+                             checkpoint_dir_name=CHECKPOINT_DIR.format(int(metrics["epoch"])))
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         import torch.distributed as dist

@@ -196,6 +196,23 @@ def test_killed_run_resumes_without_duplicates(ray_session, media_set, tmp_path)
     assert fs.stats["chunks_resumed"] >= 3
 
 
+@pytest.mark.ray
+def test_demo_corpus_with_the_paper_chain(demo_manifest, ray_session, tmp_path):
+    """The embedded demo corpus (mp4/mkv/wav/webm/flac sessions) through the default chain."""
+    cfg = load_config(None, ["preprocess.num_actors=2"])  # noisereduce, gain x2, 128 log-mel
+    fs = preprocess(cfg, demo_manifest, out=Storage(str(tmp_path)))
+    manifest = read_manifest(demo_manifest)
+    assert fs.rows_in == manifest.num_rows and fs.rows_out + fs.rows_quarantined == fs.rows_in
+    assert fs.rows_out == fs.rows_in, fs.stats["quarantined_by_reason"]  # the demo's media are all good
+    shards = pq.read_table(fs.shards_uri, columns=["utt_id", "label4", "split", "n_mels", "n_frames", "start_s", "end_s"])
+    by_id = {r["utt_id"]: r for r in manifest.to_pylist()}
+    for r in shards.to_pylist():
+        m = by_id[r["utt_id"]]
+        assert (r["label4"], r["split"]) == (m["label4"], m["split"])
+        assert r["n_mels"] == 128 and abs(r["n_frames"] - (m["end_s"] - m["start_s"]) * 16000 / 512) <= 2
+    assert fs.stats["files_opened"] >= len(set(manifest.column("media_uri").to_pylist()))
+
+
 def test_manifest_errors_say_what_to_fix(tmp_path):
     with pytest.raises(ManifestError, match="lssed prepare"):
         read_manifest(str(tmp_path / "missing.parquet"))
