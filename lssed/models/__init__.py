@@ -51,13 +51,6 @@ def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | No
 
 
 # Importing the family modules registers their builders.
-from lssed.models import resnet  # noqa: E402,F401
-
-for _family in ("vgg", "pyresnet", "mts", "crnn"):
-    try:
-        __import__(f"lssed.models.{_family}")
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while the zoo is being built
-        if _exc.name != f"lssed.models.{_family}":
-            raise
+from lssed.models import crnn, mts, pyresnet, resnet, vgg  # noqa: E402,F401
 
 __all__ = ["create_model", "list_models", "register_model"]

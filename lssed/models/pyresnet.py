@@ -19,7 +19,7 @@ same function), which replaces several small launches plus the concatenation by 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F

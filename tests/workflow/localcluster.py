@@ -89,8 +89,11 @@ class LocalCluster:
         ])
 
     def add_node(self, *, num_cpus: int, resources: dict[str, float]) -> None:
-        self._start(f"node{len(self.procs)}", [
-            f"--address={self.address}", "--node-ip-address=127.0.0.1",
+        # Its own temp dir: nodes sharing one would unpack the job's working dir into the
+        # same runtime_resources folder, one deleting files while the other imports them.
+        name = f"n{len(self.procs)}"
+        self._start(name, [
+            f"--address={self.address}", "--node-ip-address=127.0.0.1", f"--temp-dir={self.temp_dir / name}",
             f"--num-cpus={num_cpus}", "--num-gpus=0", f"--resources={json.dumps(resources)}",
             "--object-store-memory=200000000", *_node_ports(),
         ])
