@@ -115,6 +115,9 @@ class TrainConfig:
     seeds: tuple[int, ...] = (0,)  # the workflow repeats every model over these
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
     max_failures: int = 2
+    # Train splits whose shards take at most this many MB on disk are read once into Ray's
+    # object store (materialize) instead of re-read from storage every epoch; 0: always stream.
+    materialize_mb: int = 256
     num_classes: int = 4
     run_name: str | None = None  # default: derived from model, features and config digest
 

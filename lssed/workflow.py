@@ -202,8 +202,8 @@ def corpus_stage(cfg: Config, *, out: Storage, force: bool = False) -> CorpusRes
         stage.storage.write_bytes(Path(m_path).read_bytes(), "manifest.parquet")
         stage.storage.write_bytes(Path(r_path).read_bytes(), "manifest.rejects.parquet")
     rows, rejected = prepared.manifest.num_rows, prepared.rejects.num_rows
-    if rows + rejected != prepared.input_rows:
-        log.warning("corpus: %d rows + %d rejects != %d input rows", rows, rejected, prepared.input_rows)
+    if rows + rejected != prepared.input_rows:  # never commit a manifest that lost rows
+        raise RuntimeError(f"corpus {c.name}: {rows} rows + {rejected} rejects != {prepared.input_rows} input rows")
     stage.commit({
         "config": config_to_dict(c),
         "input_rows": prepared.input_rows,

@@ -14,8 +14,8 @@ neutral    normal  normal    speaker's own   moderate
 sad        slow    quiet     lowered         narrow
 =========  ======  ========  ==============  =============
 
-plus vocal effort as spectral tilt (angry brightest, then happy; sad dull), which espeak
-does not model and is applied as a filter. Every utterance draws its parameters around
+plus voice quality, which espeak does not model and is applied as filters: angry bright
+(pre-emphasis), sad dull (low-pass), happy "smiling" (a resonance near 2.5 kHz). Every utterance draws its parameters around
 these centres (so classes overlap a little), with a random sentence (the text carries no
 emotion). A few utterances per speaker have
 other LSSED labels (surprised, bored) that map to no benchmark class. Speakers are espeak
@@ -93,19 +93,25 @@ SPEAKERS: tuple[tuple[str, str, str, int, int], ...] = (
 # emotion -> centre offsets/values and their per-utterance spread (sd):
 # (rate offset, rate sd, volume, volume sd, pitch offset, pitch sd, range, range sd)
 PROSODY: dict[str, tuple[float, float, float, float, float, float, float, float]] = {
-    "angry": (65, 8, 190, 6, 6, 3, 55, 6),
-    "happy": (15, 8, 140, 6, 28, 3, 100, 2),
+    "angry": (70, 8, 195, 5, 4, 3, 45, 6),
+    "happy": (10, 8, 125, 6, 30, 3, 100, 2),
     "neutral": (0, 8, 100, 6, 0, 3, 30, 6),
     "sad": (-60, 8, 52, 6, -22, 3, 5, 3),
     "surprised": (25, 8, 150, 6, 34, 3, 100, 1),
     "bored": (-30, 8, 78, 6, -10, 3, 15, 4),
 }
-# Vocal effort shows as spectral tilt (tense, loud voices are brighter; lax ones duller), which
-# espeak does not model: tilt t > 0 is a pre-emphasis y[n] = x[n] - t x[n-1], t < 0 a one-pole
-# low-pass with pole -t; loudness is restored afterwards. (centre, sd) per emotion.
-TILT: dict[str, tuple[float, float]] = {
-    "angry": (0.85, 0.05), "happy": (0.45, 0.06), "neutral": (0.0, 0.06), "sad": (-0.65, 0.06),
-    "surprised": (0.5, 0.06), "bored": (-0.4, 0.06),
+# Voice quality, which espeak does not model and log-mel shows well (it resolves pitch poorly):
+# tense, loud voices are brighter, lax ones duller, a smile lifts the upper formants. Applied
+# as filters: tilt t > 0 is a pre-emphasis y[n] = x[n] - t x[n-1], t < 0 a one-pole low-pass
+# with pole -t; "smile" s adds s x (2.5 kHz resonance); loudness is restored afterwards.
+# (tilt centre, tilt sd, smile centre, smile sd) per emotion.
+VOICE: dict[str, tuple[float, float, float, float]] = {
+    "angry": (0.85, 0.05, 0.0, 0.0),
+    "happy": (0.0, 0.06, 2.5, 0.3),
+    "neutral": (0.0, 0.06, 0.0, 0.0),
+    "sad": (-0.65, 0.06, 0.0, 0.0),
+    "surprised": (0.3, 0.06, 2.0, 0.3),
+    "bored": (-0.4, 0.06, 0.0, 0.0),
 }
 BENCHMARK_EMOTIONS = ("angry", "neutral", "happy", "sad")
 EXTRA_EMOTIONS = ("surprised", "bored")
@@ -137,16 +143,18 @@ def _prosody(rng: np.random.Generator, emotion: str, base_pitch: int, base_rate:
     )
 
 
-def _tilt(x: np.ndarray, t: float) -> np.ndarray:
-    """Spectral tilt (see ``TILT``); keeps the RMS of ``x``."""
-    from scipy.signal import lfilter
+def _voice(x: np.ndarray, tilt: float, smile: float) -> np.ndarray:
+    """Spectral tilt and a 2.5 kHz "smile" resonance (see ``VOICE``); keeps the RMS of ``x``."""
+    from scipy.signal import iirpeak, lfilter
 
-    if t > 0:
-        y = lfilter([1.0, -t], [1.0], x)
-    elif t < 0:
-        y = lfilter([1.0 + t], [1.0, t], x)
-    else:
-        return x
+    y = x
+    if tilt > 0:
+        y = lfilter([1.0, -tilt], [1.0], y)
+    elif tilt < 0:
+        y = lfilter([1.0 + tilt], [1.0, tilt], y)
+    if smile > 0:
+        b, a = iirpeak(2500.0, 1.2, fs=SAMPLE_RATE)
+        y = y + smile * lfilter(b, a, y)
     return y * np.sqrt(np.mean(x**2) / (np.mean(y**2) + 1e-20))
 
 
@@ -207,7 +215,7 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
 
     # 1. plan every utterance (text, voice, prosody) from per-speaker random streams, so that
     #    adding speakers leaves the first ones unchanged
-    plans = []  # (speaker index, emotion, sentence, voice, prosody, spectral tilt)
+    plans = []  # (speaker index, emotion, sentence, voice, prosody, (spectral tilt, smile))
     for s in range(speakers):
         rng = np.random.default_rng([seed, s, 1])
         voice, gender, age, pitch, rate = _speaker(s)
@@ -215,10 +223,11 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
         order = rng.permutation(len(emotions))
         for i in order:
             e = emotions[i]
-            tilt = float(np.clip(rng.normal(*TILT[e]), -0.9, 0.9))
-            plans.append((s, e, SENTENCES[int(rng.integers(len(SENTENCES)))], voice, _prosody(rng, e, pitch, rate), tilt))
+            tc, tsd, sc, ssd = VOICE[e]
+            colour = (float(np.clip(rng.normal(tc, tsd), -0.9, 0.9)), max(0.0, float(rng.normal(sc, ssd))))
+            plans.append((s, e, SENTENCES[int(rng.integers(len(SENTENCES)))], voice, _prosody(rng, e, pitch, rate), colour))
     audio = synthesize_batch([(text, voice, pros, seed * 1_000_003 + k) for k, (_, _, text, voice, pros, _) in enumerate(plans)])
-    audio = [_tilt(a.astype(np.float64) / 32768.0, plan[5]) for a, plan in zip(audio, plans)]
+    audio = [_voice(a.astype(np.float64) / 32768.0, *plan[5]) for a, plan in zip(audio, plans)]
 
     # 2. sessions: consecutive utterances of one speaker, one media file each
     rows: list[dict[str, str]] = []

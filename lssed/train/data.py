@@ -58,6 +58,7 @@ class FeatureSource:
     train_corpora: tuple[str, ...]
     rows_total: int
     rows_unlabelled: int  # label4 null: outside the 4-class benchmark, not used
+    shards_bytes: int = 0  # on-disk size of the shard files
     storage: Storage = field(repr=False, default=None)  # type: ignore[assignment]
 
     @property
@@ -148,6 +149,7 @@ def describe_features(cfg: Config, features_uri: str) -> FeatureSource:
         train_corpora=tuple(sorted({str(c) for c in corpus[train_rows]})),
         rows_total=int(meta.num_rows),
         rows_unlabelled=int(np.sum(~labelled)),
+        shards_bytes=int(sum(info.size or 0 for info in fs.get_file_info(list(dataset.files)))),
         storage=storage,
     )
 

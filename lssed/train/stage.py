@@ -16,7 +16,8 @@ from lssed.train.results import Metrics, RunResults
 log = logging.getLogger(__name__)
 
 # train.* keys that do not change what a run computes (they never enter the run name)
-_NAME_FREE_KEYS = ("model", "models", "seeds", "run_name", "max_failures", "eval_batch_size")
+_NAME_FREE_KEYS = ("model", "models", "seeds", "run_name", "max_failures", "eval_batch_size", "materialize_mb",
+                   "cpus_per_worker")
 
 
 def default_run_name(cfg: Config, model: str, features_digest: str) -> str:

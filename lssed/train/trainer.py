@@ -155,8 +155,11 @@ class RayContext:
         state = None
         ckpt = ray.train.get_checkpoint()
         if ckpt is not None:
-            with ckpt.as_directory() as d:
-                state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+            try:
+                with ckpt.as_directory() as d:
+                    state = torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+            except Exception as exc:  # torn: the scan below finds an older complete one
+                log.warning("Ray's latest checkpoint %s does not load (%s); scanning storage", ckpt.path, exc)
         newer = latest_stored_state(Storage(**self.config["out"]).child("runs", self.config["run_name"]),
                                     after_epoch=int(state["epoch"]) if state else 0)
         return newer or state
@@ -236,6 +239,10 @@ def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, ru
     source = describe_features(cfg, features_uri)
     config = loop_config(cfg, source, out=out, model=model, run_name=run_name)
     datasets = split_datasets(source, splits=("train",))
+    if source.shards_bytes <= tc.materialize_mb * 2**20:
+        # small: read the shards once, not every epoch (each epoch still gets new crops)
+        log.info("materializing the train split (%.1f MB of shards)", source.shards_bytes / 2**20)
+        datasets["train"] = datasets["train"].materialize()
 
     train_options = DataConfig.default_ingest_options()
     train_options.preserve_order = True  # with the seeded local shuffle: repeatable runs

@@ -98,3 +98,21 @@ def test_sweep_2x2_resume_and_report(ray_session, sweep_features, tmp_path):
             assert windows.cell({"window": w}, f"{model}_mean") is not None
     assert len([f for f in report.figures if f.kind == "confusion"]) == 4
 
+
+
+def test_one_trial_sweep_on_s3_resumes(ray_session, s3_endpoint, sweep_features):
+    """Runs, checkpoints and the Tune experiment all in S3 (moto over HTTP); the rerun restores it."""
+    from lssed.train.results import RunResults
+    from lssed.tune.sweep import tune
+
+    cfg = load_config(None, [*OVERRIDES, "tune.models=[resnet18]", "tune.windows=[1024]",
+                             f"storage.endpoint_url={s3_endpoint}"])
+    out = Storage("s3://lssed-test/sweep", endpoint_url=s3_endpoint)
+    result = tune(cfg, sweep_features, out=out)
+    assert result.errors == () and len(result.trials) == 1 and result.trials[0].status == "completed"
+    assert result.experiment_uri.startswith("s3://lssed-test/sweep/tune/")
+    run = RunResults.from_dict(out.child("runs", result.best_run_name).read_json("results.json"))
+    assert run.val.ua == pytest.approx(result.best_val_ua)
+    assert out.exists("tune", result.sweep_name, "lssed_sweep.json")
+    again = tune(cfg, sweep_features, out=out)
+    assert again.resumed and again.best_run_name == result.best_run_name
