@@ -148,7 +148,7 @@ class _FeatureView:
 
 def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
                     loss_fn: nn.Module, device: torch.device, *, amp: bool,
-                    features: dict[str, Any] | None = None) -> tuple[torch.Tensor, int]:
+                    features: dict[str, Any] | None = None, channels_last: bool = False) -> tuple[torch.Tensor, int]:
     """One pass; returns (sum of per-sample losses as a device tensor, samples)."""
     model.train()
     loss_sum = torch.zeros((), device=device)
@@ -158,6 +158,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
         if y.numel() < 2:  # BatchNorm cannot train on one sample; equal splits keep DDP in step
             continue
         x = batch_inputs(batch, features, device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
             logits = model(x)
@@ -277,6 +279,9 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
 
     model = create_model(config["model"], num_classes=num_classes, **config.get("model_kwargs", {}))
     num_params = sum(p.numel() for p in model.parameters())
+    channels_last = bool(tc.get("channels_last", True)) and device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model = ctx.prepare_model(model)
     core = unwrap(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=float(tc["lr"]), momentum=float(tc["momentum"]),
@@ -312,7 +317,7 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         loss_sum, seen = train_one_epoch(model, ctx.train_batches(epoch, per_worker), optimizer, loss_fn,
-                                         device, amp=amp, features=features)
+                                         device, amp=amp, features=features, channels_last=channels_last)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_train = time.perf_counter() - t0

@@ -76,3 +76,14 @@ def test_class_weights():
     # N / (C * n_c): balanced classes get 1
     assert torch.allclose(class_weights([5, 5, 5, 5]), torch.ones(4))
     assert float(w[0]) == pytest.approx(60 / (4 * 10))
+
+
+def test_default_run_name_is_stable_and_tracks_settings():
+    from lssed.train.stage import default_run_name
+
+    a = default_run_name(small_config(), "resnet18", "abcdef0123456789")
+    assert a == default_run_name(small_config("train.max_failures=5"), "resnet18", "abcdef0123456789")
+    assert a.startswith("resnet18-abcdef01-")
+    assert a != default_run_name(small_config("train.lr=0.1"), "resnet18", "abcdef0123456789")
+    assert a != default_run_name(small_config("features.win_length=400"), "resnet18", "abcdef0123456789")
+    assert a != default_run_name(small_config(), "vgg11", "abcdef0123456789")
