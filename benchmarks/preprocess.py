@@ -108,6 +108,21 @@ def main() -> int:
     b_cpu, b_wall = time.process_time() - c0, time.perf_counter() - w0
     b_audio = res.stats["decoded_audio_s"]
 
+    results = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "corpus": {"utterances": len(clips), "audio_min": audio_s / 60, "files": len(by_media),
+                   "speakers": args.speakers, "per_class": args.per_class},
+        "denoise": args.denoise,
+        "c_noisereduce": {"audio_s": audio_s, "cpu_s": c_cpu, "wall_s": c_wall, "audio_per_cpu_s": audio_s / c_cpu},
+        "b_plain_loop": {"audio_s": b_audio, "cpu_s": b_cpu, "wall_s": b_wall, "audio_per_cpu_s": b_audio / b_cpu,
+                         "cpu_by_step": res.stats["cpu_s"]},
+        "load_avg_after_b": os.getloadavg(),
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))  # partial: (b) and (c)
+    log.info("(b) %.1f, (c) %.1f audio-s per CPU-s", b_audio / b_cpu, audio_s / c_cpu)
+
     # (a) the Ray pipeline, end to end, on a started Ray
     init_ray(cfg.ray)
     w0 = time.perf_counter()
