@@ -17,8 +17,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray instance for all tests that need it (marker ``ray``)."""
+def ray_session(s3_endpoint):
+    """One local Ray instance for all tests that need it (marker ``ray``).
+
+    It starts after the moto server so that its worker processes inherit the server's
+    endpoint and test credentials from the environment, as they would on a real cluster.
+    """
     import ray
 
     from lssed.runtime import init_ray
