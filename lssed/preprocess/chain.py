@@ -98,6 +98,9 @@ def process_samples(samples: np.ndarray, cfg: Any, timings: dict[str, float] | N
         raise ChainError("denoise", "denoise_failed", f"{type(exc).__name__}: {exc}") from exc
     t1 = time.process_time()
     gained, clipped = apply_gain(clean, pre.gain)
+    # The shard stores int16 PCM; compute the log-mel from exactly those samples so that a
+    # trainer recomputing features from the stored waveform gets the stored features back.
+    gained = from_int16(to_int16(gained))
     t2 = time.process_time()
     try:
         mel = compute_logmel(gained, feat)

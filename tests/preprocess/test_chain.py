@@ -58,10 +58,12 @@ def test_mel_power_equals_librosa(media_set, log):
     librosa = pytest.importorskip("librosa")
     cfg = load_config(None, ["preprocess.denoise=none", "preprocess.gain=1", f"features.log={log}"])
     (samples,) = decode_file(str(media_set["mp4_aac_video"]), [Segment(0.5, 3.7)])
-    ref = librosa.feature.melspectrogram(y=samples, sr=16000, n_fft=1024, hop_length=512, n_mels=128)
+    pcm_samples = from_int16(to_int16(samples))  # what the shard stores (int16 PCM)
+    ref = librosa.feature.melspectrogram(y=pcm_samples, sr=16000, n_fft=1024, hop_length=512, n_mels=128)
     got = process_samples(samples, cfg)
     assert got.clipped_samples == 0
-    np.testing.assert_array_equal(got.waveform, samples)  # no denoise, gain 1: the same samples
+    np.testing.assert_array_equal(got.waveform, pcm_samples)  # no denoise, gain 1: the same samples
+    assert np.abs(pcm_samples - samples).max() <= 1 / 32768 + 1e-9
     assert got.logmel.shape == ref.shape == (128, 1 + samples.size // 512)
     if log == "none":
         np.testing.assert_allclose(got.logmel, ref, rtol=1e-4, atol=1e-4 * 1e-3 * ref.max())
