@@ -58,7 +58,9 @@ def _load(module: str):
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (all of them when None), so that
+    ``lssed --help`` and each subcommand start without importing torch or Ray needlessly."""
     parser = argparse.ArgumentParser(
         prog="lssed",
         description="Speech emotion recognition benchmark (LSSED, Fan et al. ICASSP 2021) on Ray.",
@@ -69,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
+        if command not in (None, name):
+            sub.add_parser(name, help=help_text)
+            continue
         impl = _load(module)
         p = sub.add_parser(name, help=help_text, description=(getattr(impl, "__doc__", None) or help_text).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from lssed.logs import configure_logging
     from lssed.storage import StorageError
 
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    parser = build_parser(command if command is not None else "")
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -149,8 +149,9 @@ def validate_config(cfg: Config) -> Config:
     if cfg.stages.tune:
         if not cfg.tune.models or not cfg.tune.windows:
             problems.append("tune.models and tune.windows must not be empty (or set stages.tune=false)")
-        if any(w < 1 or w > f.n_fft for w in cfg.tune.windows):
-            problems.append(f"tune.windows must lie in [1, features.n_fft={f.n_fft}] samples")
+        # windows longer than features.n_fft are fine: the sweep raises n_fft to the window
+        if any(w < 1 for w in cfg.tune.windows):
+            problems.append("tune.windows must be window lengths in samples (>= 1)")
 
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
@@ -190,7 +191,7 @@ def corpus_stage(cfg: Config, *, out: Storage, force: bool = False) -> CorpusRes
             # locally, upload, and point the manifest at the uploaded objects.
             demo_dir = Path(stage.storage.path("demo")) if not out.is_s3 else Path(tmp) / "demo"
             csv = make_demo_corpus(demo_dir, speakers=c.speakers, per_class=c.per_class, seed=c.seed)
-            prepared = prepare("generic", csv, strict=c.strict, split=c.split, seed=c.seed,
+            prepared = prepare("demo", csv, strict=c.strict, split=c.split, seed=c.seed,
                                val_fraction=c.val_fraction, test_fraction=c.test_fraction)
             if out.is_s3:
                 prepared = _upload_media(prepared, demo_dir, stage.storage.child("demo"))

@@ -73,3 +73,14 @@ def test_console_help_is_fast_and_works_as_a_process():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == "False", "building the parser must not import ray"
+
+
+def test_top_level_help_imports_no_stage_module():
+    """`lssed --help` builds only the command list: neither torch nor Ray nor pyarrow is imported."""
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, lssed.cli; lssed.cli.build_parser(''); "
+         "print(*[m in sys.modules for m in ('torch', 'ray', 'pyarrow')])"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False", "False"]
