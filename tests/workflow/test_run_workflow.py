@@ -45,7 +45,7 @@ def test_the_demo_config_is_the_default():
         (["corpus.name=iemocap"], "corpus.root"),
         (["corpus.name=generic", "corpus.root=/no/such/corpus.csv"], "does not exist"),
         (["features.hop_length=2048"], "hop_length"),
-        (["tune.windows=[4096]"], "tune.windows"),
+        (["tune.windows=[0]"], "tune.windows"),
         (["train.models=[]"], "train.models is empty"),
         (["storage.root=gs://bucket/x"], "storage.root"),
         (["stages.parallel_runs=0"], "parallel_runs"),
