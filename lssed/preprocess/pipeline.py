@@ -75,6 +75,13 @@ def num_actors(cfg: Any, n_chunks: int) -> int:
     return max(1, min(wanted, n_chunks))
 
 
+ACTOR_POOL_START_TIMEOUT_S = 600
+
+
+def _spread() -> dict[str, Any]:
+    return {"scheduling_strategy": "SPREAD"}
+
+
 def run_chunks(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_storage: Storage | None) -> Iterator[dict[str, int]]:
     """Process the chunks (each with a ``_chunk`` id column) on a Ray actor pool.
 
@@ -87,13 +94,19 @@ def run_chunks(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_storage:
         return
     n = num_actors(cfg, len(chunks))
     log.info("preprocessing %d chunk(s) on %d actor(s)", len(chunks), n)
+    # Start the whole pool before work is handed out, so that the first actor up does not take
+    # every chunk of a small job while actors on other nodes are still importing torch.
+    ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_POOL_START_TIMEOUT_S
     ds = ray.data.from_arrow(chunks)
     ds = ds.map_batches(
         ChunkWorker,
         batch_size=None,  # a batch is a whole block, i.e. a whole chunk
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=n),
+        # A chunk is seconds to minutes of work: one in flight per actor balances the pool.
+        compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
         num_cpus=cfg.preprocess.cpus_per_actor,
+        # Spread the actors over the nodes (CPU workers of a cluster) rather than packing them.
+        ray_remote_args_fn=_spread,
         fn_constructor_kwargs={"cfg": cfg, "out": out, "media_storage": media_storage},
     )
     for row in ds.iter_rows():
