@@ -34,7 +34,10 @@ def init_ray(ray_cfg: Any | None = None, **kwargs: Any) -> None:
         store_mb = getattr(ray_cfg, "object_store_memory_mb", None)
         if store_mb:
             init_kwargs["object_store_memory"] = int(store_mb) * 1024 * 1024
-        init_kwargs["include_dashboard"] = False
+        # The dashboard's State API is what Ray Train's PlacementGroupCleaner uses to free the
+        # placement groups of finished Tune trials; without it they leak and a sweep on a small
+        # local Ray waits forever for CPUs (seen with 4 trials on 4 logical CPUs).
+        init_kwargs["include_dashboard"] = True
     init_kwargs.update(kwargs)
     log.info("starting Ray (%s)", "address=" + address if address else f"local, {init_kwargs.get('num_cpus')} logical CPUs")
     ray.init(**init_kwargs)
