@@ -68,10 +68,15 @@ def warm_up(cfg: Any) -> None:
 
 
 def num_actors(cfg: Any, n_chunks: int) -> int:
-    """``preprocess.num_actors``, else as many as the cluster's CPUs allow; never more than chunks."""
-    from lssed.runtime import cluster_cpus
+    """``preprocess.num_actors``, else as many as the CPUs free now allow; never more than chunks.
 
-    wanted = cfg.preprocess.num_actors or max(1, int(cluster_cpus() // max(cfg.preprocess.cpus_per_actor, 0.01)))
+    Free, not total: the pool is started whole before work is handed out, so it must fit beside
+    whatever else holds CPUs (on an autoscaling cluster, set ``preprocess.num_actors``).
+    """
+    import ray
+
+    free = float(ray.available_resources().get("CPU", 1.0))
+    wanted = cfg.preprocess.num_actors or max(1, int(free // max(cfg.preprocess.cpus_per_actor, 0.01)))
     return max(1, min(wanted, n_chunks))
 
 
