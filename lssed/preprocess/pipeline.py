@@ -83,10 +83,6 @@ def num_actors(cfg: Any, n_chunks: int) -> int:
 ACTOR_POOL_START_TIMEOUT_S = 600
 
 
-def _spread() -> dict[str, Any]:
-    return {"scheduling_strategy": "SPREAD"}
-
-
 def run_chunks(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_storage: Storage | None) -> Iterator[dict[str, int]]:
     """Process the chunks (each with a ``_chunk`` id column) on a Ray actor pool.
 
@@ -110,8 +106,6 @@ def run_chunks(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_storage:
         # A chunk is seconds to minutes of work: one in flight per actor balances the pool.
         compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
         num_cpus=cfg.preprocess.cpus_per_actor,
-        # Spread the actors over the nodes (CPU workers of a cluster) rather than packing them.
-        ray_remote_args_fn=_spread,
         fn_constructor_kwargs={"cfg": cfg, "out": out, "media_storage": media_storage},
     )
     for row in ds.iter_rows():
