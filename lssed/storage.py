@@ -120,7 +120,8 @@ class Storage:
             return f.read()
 
     def write_bytes(self, data: bytes, *parts: str) -> None:
-        """Write a whole object. On S3 a PUT is atomic; locally we write then rename."""
+        """Write a whole object. On S3 a PUT is atomic; locally we write a hidden ``.tmp-*``
+        sibling (skipped by pyarrow/Ray readers) and rename it."""
         fs = self.filesystem
         target = self.path(*parts)
         fs.create_dir(posixpath.dirname(target), recursive=True)
@@ -128,7 +129,7 @@ class Storage:
             with fs.open_output_stream(target) as f:
                 f.write(data)
             return
-        tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = posixpath.join(posixpath.dirname(target), f".tmp-{uuid.uuid4().hex[:8]}-{posixpath.basename(target)}")
         with fs.open_output_stream(tmp) as f:
             f.write(data)
         fs.move(tmp, target)

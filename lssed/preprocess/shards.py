@@ -21,7 +21,6 @@ import json
 import logging
 import posixpath
 import re
-import uuid
 from typing import Any
 
 import pyarrow as pa
@@ -45,18 +44,7 @@ def write_table_atomic(out: Storage, table: pa.Table, *parts: str, row_group_siz
     """zstd Parquet, all-or-nothing: on S3 one PUT of the whole object; locally temp + rename."""
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", row_group_size=row_group_size)
-    data = buf.getvalue()
-    fs = out.filesystem
-    target = out.path(*parts)
-    fs.create_dir(posixpath.dirname(target), recursive=True)
-    if out.is_s3:
-        with fs.open_output_stream(target) as f:
-            f.write(data)
-        return
-    tmp = posixpath.join(posixpath.dirname(target), f".tmp-{uuid.uuid4().hex[:8]}-{posixpath.basename(target)}")
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, target)
+    out.write_bytes(buf.getvalue(), *parts)
 
 
 def write_chunk(out: Storage, chunk_id: int, shard: pa.Table, quarantine: pa.Table, stats: dict[str, Any],
