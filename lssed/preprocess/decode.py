@@ -30,6 +30,8 @@ PREROLL_S = 0.5
 # A later segment of the same file that starts within this many seconds after what is
 # already decoded is reached by decoding on; further away, by seeking.
 SEEK_GAP_S = 5.0
+# Decoded frames are resampled in runs of about this many seconds (fewer calls, same output).
+RESAMPLE_RUN_S = 2.0
 
 
 class DecodeError(Exception):
@@ -141,6 +143,7 @@ class _Reader:
         self.frames: Any = None
         self.resampler: Any = None
         self.eof = False
+        self._held: Any = None  # a frame read past the end of a run, handed out next
 
     @property
     def end_time(self) -> float | None:
@@ -158,37 +161,122 @@ class _Reader:
         except Exception:
             self.container.seek(0)  # demuxers that cannot seek: decode from the start
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
-        self.frames = (f for packet in self.container.demux(self.stream) for f in packet.decode())
+        self.frames = self._frames()
+
+    def _frames(self) -> Any:
+        """Decoded frames in order, starting with one set aside by the last run (format change)."""
+        for packet in self.container.demux(self.stream):
+            for frame in packet.decode():
+                while self._held is not None:
+                    held, self._held = self._held, None
+                    yield held
+                yield frame
+        while self._held is not None:
+            held, self._held = self._held, None
+            yield held
 
     def fill(self, until: float | None) -> None:
-        """Decode until the buffer reaches ``until`` seconds (None: the end of the stream)."""
+        """Decode until the buffer reaches ``until`` seconds (None: the end of the stream).
+
+        Decoded frames are gathered into runs of up to ``RESAMPLE_RUN_S`` seconds and each
+        run goes through the resampler in one call: per-frame calls (a few hundred per
+        second of AAC or Opus) cost more CPU than the decoding itself.
+        """
         pieces = [self.buf]
         have = self.buf.size
         while not self.eof:
             if until is not None and self.t0 is not None and self.t0 + have / self.sr >= until:
                 break
+            missing = None if until is None or self.t0 is None else until - (self.t0 + have / self.sr)
+            frames = self._next_run(missing)
+            if self.t0 is None and frames:
+                t = frames[0].time  # media time of the first sample after the last seek
+                self.t0 = t if t is not None else 0.0
+            for out in self._resample(frames):
+                if self.t0 is None:
+                    self.t0 = out.time if out.time is not None else 0.0
+                x = _samples(out)
+                pieces.append(x)
+                have += x.size
+        self.buf = np.concatenate(pieces).astype(np.float32, copy=False) if len(pieces) > 1 else self.buf
+
+    def _next_run(self, missing_s: float | None) -> list[Any]:
+        """The next decoded frames of one format: enough for ``missing_s`` seconds (or a run)."""
+        frames: list[Any] = []
+        got = 0.0
+        want = RESAMPLE_RUN_S if missing_s is None else min(RESAMPLE_RUN_S, missing_s + 0.05)
+        while got < want:
             try:
                 frame = next(self.frames)
             except StopIteration:
                 self.eof = True
-                outs = self.resampler.resample(None)
-                t = None
-            else:
-                outs = self.resampler.resample(frame)
-                t = frame.time
-            for out in outs:
-                if self.t0 is None:
-                    self.t0 = t if t is not None else (out.time if out.time is not None else 0.0)
-                x = out.to_ndarray().reshape(-1)
-                pieces.append(x)
-                have += x.size
-        self.buf = np.concatenate(pieces).astype(np.float32, copy=False) if len(pieces) > 1 else self.buf
+                break
+            if frames and _frame_kind(frame) != _frame_kind(frames[0]):
+                self._held = frame
+                break
+            frames.append(frame)
+            got += frame.samples / (frame.sample_rate or 1)
+        return frames
+
+    def _resample(self, frames: list[Any]) -> list[Any]:
+        outs: list[Any] = []
+        if frames:
+            merged = _merge_frames(frames)
+            for frame in ([merged] if merged is not None else frames):
+                outs.extend(self.resampler.resample(frame))
+        if self.eof:
+            outs.extend(self.resampler.resample(None))  # flush what the filter holds back
+        return outs
 
     def drop_before(self, t: float) -> None:
         if self.t0 is not None and t > self.t0:
             n = min(int((t - self.t0) * self.sr), self.buf.size)
             self.buf = self.buf[n:]
             self.t0 += n / self.sr
+
+
+_PLANE_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64, "flt": np.float32,
+                 "dbl": np.float64}
+
+
+def _frame_kind(frame: Any) -> tuple[str, str, int]:
+    return frame.format.name, frame.layout.name, frame.sample_rate
+
+
+def _merge_frames(frames: list[Any]) -> Any | None:
+    """One frame holding the samples of ``frames`` (same format, layout and rate), or None if
+    the format is not one we can join (the caller then resamples frame by frame)."""
+    import av
+
+    if len(frames) == 1:
+        return frames[0]
+    first = frames[0]
+    name = first.format.name
+    planar = first.format.is_planar
+    dtype = _PLANE_DTYPES.get(name.rstrip("p") if planar else name)
+    if dtype is None:
+        return None
+    channels = len(first.layout.channels)
+    try:
+        if planar:
+            data = np.stack([np.concatenate([np.frombuffer(f.planes[c], dtype=dtype, count=f.samples) for f in frames])
+                             for c in range(channels)])
+        else:
+            data = np.concatenate([np.frombuffer(f.planes[0], dtype=dtype, count=f.samples * channels)
+                                   for f in frames])[None, :]
+        merged = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=name, layout=first.layout.name)
+    except (ValueError, TypeError, av.FFmpegError):
+        return None
+    merged.sample_rate = first.sample_rate
+    if first.time_base is not None:
+        merged.time_base = first.time_base
+        merged.pts = first.pts
+    return merged
+
+
+def _samples(frame: Any) -> np.ndarray:
+    """A packed mono float32 frame's samples (a view of its buffer; cheaper than ``to_ndarray``)."""
+    return np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
 
 
 def _decode_one(reader: _Reader, seg: Segment, max_missing_s: float, media_end: float | None) -> np.ndarray:

@@ -31,6 +31,10 @@ class ChunkWorker:
     def __init__(self, cfg: Any, out: Storage, media_storage: Storage | None) -> None:
         import torch
 
+        from lssed.preprocess.allocator import keep_freed_memory
+
+        if cfg.preprocess.keep_freed_memory:
+            keep_freed_memory()
         # Parallelism comes from the actor pool; keep each actor on one core.
         torch.set_num_threads(1)
         os.environ.setdefault("OMP_NUM_THREADS", "1")
