@@ -7,8 +7,8 @@
     dashboard, Ray Data's helper actors and the preprocessing actors), read from /proc by
     ``cputree.CpuTree``: audio / that CPU time is audio-seconds per core-second used, and it
     does not depend on other load of a shared machine. Also shown: audio / (wall x actors);
-(b) the same chain in a plain single-process loop (``process_chunk`` over the manifest),
-    audio / CPU seconds of the process;
+(b) the same functions in a plain single-process loop: the stage's chunks through
+    ``process_chunk`` and ``write_chunk`` (shards on local disk), audio / CPU seconds;
 (c) noisereduce alone on the same decoded utterances, audio / CPU seconds.
 Targets (ratios within one run): (a) >= 0.8 (b) and (b) >= 0.8 (c).
 
@@ -85,11 +85,12 @@ def main() -> int:
     torch.set_num_threads(1)
     from lssed.config import load_config
     from lssed.preprocess.allocator import keep_freed_memory
-    from lssed.preprocess.chain import process_chunk
+    from lssed.preprocess.chain import merge_stats, process_chunk
     from lssed.preprocess.decode import Segment, decode_file
     from lssed.preprocess.denoise import denoise
-    from lssed.preprocess.pipeline import warm_up
-    from lssed.preprocess.stage import preprocess, read_manifest
+    from lssed.preprocess.pipeline import CHUNK_COLUMN, warm_up
+    from lssed.preprocess.shards import write_chunk
+    from lssed.preprocess.stage import plan_chunks, preprocess, read_manifest
     from lssed.runtime import init_ray
     from lssed.storage import Storage
 
@@ -123,11 +124,20 @@ def main() -> int:
         denoise(x, 16000, args.denoise)
     c_cpu, c_wall = time.process_time() - c0, time.perf_counter() - w0
 
-    # (b) the same chain, plain loop, one process
+    # (b) the same functions in a plain loop, one process: the stage's chunks, each processed
+    # and written as a shard (zstd Parquet) to local disk, as the actors do
+    plain = Storage(str(work / "plain-loop"))
+    plain.delete_dir()
+    chunks = plan_chunks(manifest, cfg.preprocess)
     c0, w0 = time.process_time(), time.perf_counter()
-    res = process_chunk(manifest, cfg)
+    per_chunk = []
+    for chunk_id, chunk in enumerate(chunks):
+        res = process_chunk(chunk.drop_columns([CHUNK_COLUMN]), cfg)
+        per_chunk.append(write_chunk(plain, chunk_id, res.shard, res.quarantine, res.stats,
+                                     row_group_size=cfg.preprocess.batch_size))
     b_cpu, b_wall = time.process_time() - c0, time.perf_counter() - w0
-    b_audio = res.stats["decoded_audio_s"]
+    b_stats = merge_stats(per_chunk)
+    b_audio = b_stats["decoded_audio_s"]
 
     results = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -138,7 +148,7 @@ def main() -> int:
         "allocator": args.allocator,
         "c_noisereduce": {"audio_s": audio_s, "cpu_s": c_cpu, "wall_s": c_wall, "audio_per_cpu_s": audio_s / c_cpu},
         "b_plain_loop": {"audio_s": b_audio, "cpu_s": b_cpu, "wall_s": b_wall, "audio_per_cpu_s": b_audio / b_cpu,
-                         "cpu_by_step": res.stats["cpu_s"]},
+                         "cpu_by_step": b_stats["cpu_s"]},
         "load_avg_after_b": os.getloadavg(),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +192,7 @@ def main() -> int:
     print(f"| (a) same run, per core by wall time (wall x actors) | {a_audio:.0f} | {tree.wall_s:.1f} wall | {a_wall:.1f} |")
     print(f"| (a) same run, the chunks' work alone (CPU inside the actors) | {a_audio:.0f} | {a_work_cpu:.1f} CPU | "
           f"{a_work:.1f} |")
-    print(f"| (b) plain single-process loop | {b_audio:.0f} | {b_cpu:.1f} CPU | {b:.1f} |")
+    print(f"| (b) plain loop in one process (same chunks and shard writes) | {b_audio:.0f} | {b_cpu:.1f} CPU | {b:.1f} |")
     print(f"| (c) noisereduce alone | {audio_s:.0f} | {c_cpu:.1f} CPU | {c:.1f} |")
     print("\nCPU seconds of run (a) by part:")
     print("| part | CPU s | share |")

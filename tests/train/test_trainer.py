@@ -100,6 +100,17 @@ def test_rerun_returns_finished_run_and_evaluation_is_repeatable(one_worker_run,
                                            again.evaluations["test"].confusion)
 
 
+def test_same_seed_repeats_a_run_exactly(one_worker_run, synthetic_features, tmp_path):
+    """A second run with the same config and seed (new name, new storage) trains the same model:
+    Ray Data's ingest order, the crops and the weights' initialisation all come from the seed."""
+    cfg = small_config(f"train.epochs={EPOCHS}")
+    res = train(cfg, synthetic_features, out=Storage(str(tmp_path)), model="resnet18", run_name="one-again")
+    ref = read_results(one_worker_run.child("runs", "one"))
+    assert [h.train_loss for h in res.history] == [h.train_loss for h in ref.history]
+    assert [h.val for h in res.history] == [h.val for h in ref.history]
+    assert res.evaluations["test"] == ref.evaluations["test"]
+
+
 def test_two_workers_with_a_killed_worker_match_one_worker(one_worker_run, synthetic_features, tmp_path,
                                                          monkeypatch):
     """2 gloo workers; worker rank 1 is SIGKILLed at the start of epoch 3 and restarted from a checkpoint."""
