@@ -105,12 +105,13 @@ class _WaveLocalContext:  # LocalContext yielding waveform batches (log-mel on t
 # --------------------------------------------------------------------------- (a), (b) with Ray
 
 
-def _ingest_worker(config: dict[str, Any]) -> None:
+def _ingest_worker(config: dict[str, Any]) -> list[dict[str, Any]]:
     import ray.train
 
     from lssed.train.data import TrainCollate
 
     shard = ray.train.get_dataset_shard("train")
+    epochs: list[dict[str, Any]] = []
     for epoch in range(1, config["epochs"] + 1):
         collate = TrainCollate(recompute=False, n_mels=config["n_mels"], crop_frames=config["crop"],
                                hop_length=512, pad_value=-13.8, seed=0, epoch=epoch)
@@ -120,11 +121,13 @@ def _ingest_worker(config: dict[str, Any]) -> None:
                                               local_shuffle_seed=epoch, prefetch_batches=config["prefetch"]):
             n += int(batch["y"].numel())
         dt = time.perf_counter() - t0
-        ray.train.report({"epoch": epoch, "samples": n, "seconds": dt, "samples_per_s": n / dt})
+        epochs.append({"epoch": epoch, "samples": n, "seconds": dt, "samples_per_s": n / dt})
+        ray.train.report(epochs[-1])
+    return epochs  # Train V2 runs callbacks in its controller actor: the numbers come back this way
 
 
 def bench_ingest(features_uri: str, *, batch_size: int, crop: int, n_mels: int, epochs: int,
-                 prefetch: int) -> dict[str, Any]:
+                 prefetch: int, materialize: bool) -> dict[str, Any]:
     from ray.train import DataConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -134,28 +137,24 @@ def bench_ingest(features_uri: str, *, batch_size: int, crop: int, n_mels: int, 
     cfg = load_config(None, [f"features.n_mels={n_mels}"])
     source = describe_features(cfg, features_uri)
     ds = split_datasets(source, ("train",))
+    if materialize:  # what make_trainer does for train splits up to train.materialize_mb
+        ds["train"] = ds["train"].materialize()
     opts = DataConfig.default_ingest_options()
     opts.preserve_order = True
-    reports: list[dict[str, Any]] = []
-    from ray.train import UserCallback
-
-    class Collect(UserCallback):
-        def after_report(self, run_context, metrics, checkpoint):
-            reports.append(metrics[0])
-
     trainer = TorchTrainer(
         _ingest_worker,
         train_loop_config={"epochs": epochs, "batch_size": batch_size, "crop": crop, "n_mels": n_mels,
                            "prefetch": prefetch},
         scaling_config=ScalingConfig(num_workers=1, resources_per_worker={"CPU": 1}),
-        run_config=RunConfig(name="ingest", storage_path=tempfile.mkdtemp(prefix="lssed-bench-"),
-                             callbacks=[Collect()]),
+        run_config=RunConfig(name="ingest", storage_path=tempfile.mkdtemp(prefix="lssed-bench-")),
         datasets=ds,
         dataset_config=DataConfig(datasets_to_split=["train"], execution_options={"train": opts}),
     )
     result = trainer.fit()
-    per_epoch = [r["samples_per_s"] for r in reports] or [result.metrics["samples_per_s"]]
-    return {"part": "a", "what": "Ray Data ingest -> 1 worker (crop, pad, collate, tensor)", "device": "cpu",
+    reports = result.return_value  # rank 0's return value
+    per_epoch = [r["samples_per_s"] for r in reports]
+    how = "materialized split" if materialize else "read from Parquet every epoch"
+    return {"part": "a", "what": f"Ray Data ingest -> 1 worker ({how})", "device": "cpu",
             "batch_size": batch_size, "input": [n_mels, crop], "samples_per_epoch": reports[-1]["samples"] if reports
             else None, "epochs": epochs, "samples_per_s": max(per_epoch[1:] or per_epoch),
             "samples_per_s_epochs": per_epoch}
@@ -226,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-batch", type=int, default=256)
     p.add_argument("--gpu-epochs", type=int, default=2, help="(c) epochs; the last one is reported")
     p.add_argument("--wave", action="store_true", help="(c) also time log-mel computed on the device")
-    p.add_argument("--rows", type=int, default=600, help="(a,b) synthetic utterances (4 speakers train)")
+    p.add_argument("--rows", type=int, default=3000, help="(a,b) synthetic utterances (4 of 6 speakers train)")
     p.add_argument("--model", default="resnet18", help="(b) model")
     p.add_argument("--batch-size", type=int, default=64, help="(a,b) batch size")
     p.add_argument("--crop-frames", type=int, default=64, help="(a,b) crop length")
@@ -256,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
                                        max_s=6.0, features=FeatureConfig(n_mels=args.n_mels), rows_per_shard=64)
         print(f"synthetic shards: {6 * 4 * per_class} rows in {time.perf_counter() - t:.1f} s -> {uri}")
         init_ray(None)
-        rows.append(bench_ingest(uri, batch_size=args.batch_size, crop=args.crop_frames, n_mels=args.n_mels,
-                                 epochs=args.epochs, prefetch=args.prefetch))
+        for materialize in (True, False):
+            rows.append(bench_ingest(uri, batch_size=args.batch_size, crop=args.crop_frames, n_mels=args.n_mels,
+                                     epochs=args.epochs, prefetch=args.prefetch, materialize=materialize))
         rows += bench_loop(uri, work, model=args.model, batch_size=args.batch_size, crop=args.crop_frames,
                            n_mels=args.n_mels, epochs=args.epochs)
         ray_row = next(r for r in rows if r["what"].startswith("Ray Train loop"))

@@ -111,6 +111,11 @@ class TrainConfig:
     lr_gamma: float = 0.1
     crop_frames: int = 160  # ~5.1 s at hop 512 / 16 kHz; random crop or pad in training
     class_weighted: bool = False
+    # SpecAugment-style masks on the training crops (not in the paper; lssed/train/augment.py)
+    spec_augment: bool = False
+    spec_augment_masks: int = 2  # masks per axis
+    spec_augment_freq_bands: int = 16  # widest frequency mask, mel bands
+    spec_augment_time_frames: int = 8  # widest time mask, frames
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: float = 1.0

@@ -148,8 +148,12 @@ class _FeatureView:
 
 def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
                     loss_fn: nn.Module, device: torch.device, *, amp: bool,
-                    features: dict[str, Any] | None = None, channels_last: bool = False) -> tuple[torch.Tensor, int]:
-    """One pass; returns (sum of per-sample losses as a device tensor, samples)."""
+                    features: dict[str, Any] | None = None, channels_last: bool = False,
+                    augment: dict[str, int] | None = None) -> tuple[torch.Tensor, int]:
+    """One pass; returns (sum of per-sample losses as a device tensor, samples).
+
+    ``augment``: keyword arguments of :func:`lssed.train.augment.spec_augment`, or None.
+    """
     model.train()
     loss_sum = torch.zeros((), device=device)
     seen = 0
@@ -158,6 +162,10 @@ def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
         if y.numel() < 2:  # BatchNorm cannot train on one sample; equal splits keep DDP in step
             continue
         x = batch_inputs(batch, features, device)
+        if augment:
+            from lssed.train.augment import spec_augment
+
+            x = spec_augment(x, **augment)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad(set_to_none=True)
@@ -289,6 +297,10 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(tc["lr_step_epochs"]),
                                                 gamma=float(tc["lr_gamma"]))
     weight = class_weights(config["class_counts"]).to(device) if tc.get("class_weighted") else None
+    augment = None
+    if tc.get("spec_augment"):
+        augment = {"freq_bands": int(tc["spec_augment_freq_bands"]), "time_frames": int(tc["spec_augment_time_frames"]),
+                   "masks": int(tc["spec_augment_masks"])}
     loss_fn = nn.CrossEntropyLoss(weight=weight)
 
     history: list[EpochRecord] = []
@@ -317,7 +329,8 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
         loss_sum, seen = train_one_epoch(model, ctx.train_batches(epoch, per_worker), optimizer, loss_fn,
-                                         device, amp=amp, features=features, channels_last=channels_last)
+                                         device, amp=amp, features=features, channels_last=channels_last,
+                                         augment=augment)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_train = time.perf_counter() - t0

@@ -87,3 +87,17 @@ def test_default_run_name_is_stable_and_tracks_settings():
     assert a != default_run_name(small_config("train.lr=0.1"), "resnet18", "abcdef0123456789")
     assert a != default_run_name(small_config("features.win_length=400"), "resnet18", "abcdef0123456789")
     assert a != default_run_name(small_config(), "vgg11", "abcdef0123456789")
+
+
+def test_spec_augment_changes_training_and_stays_repeatable(local_inputs):
+    torch.set_num_threads(1)
+    config, data, evals = local_inputs
+
+    def losses(augment: bool):
+        cfg = {**config, "train": {**config["train"], "epochs": 2, "spec_augment": augment}}
+        out, _ = _run(cfg, data, evals)
+        return [h.train_loss for h in out.history]
+
+    plain, masked = losses(False), losses(True)
+    assert masked == losses(True)
+    assert not np.allclose(plain, masked)
