@@ -3,7 +3,7 @@
 noisereduce's STFTs, masks and resynthesis make several multi-megabyte numpy arrays per
 utterance. With glibc's defaults, arrays above the (dynamic) mmap threshold are mapped fresh
 and unmapped on free, so every utterance pays page faults and page zeroing in the kernel:
-measured on the demo corpus, 35% of noisereduce's CPU time was system time and the same
+measured on the demo corpus, 37% of noisereduce's CPU time was system time and the same
 denoising ran 1.9x faster once freed memory stayed in the heap (docs/performance.md).
 
 :func:`keep_freed_memory` sets glibc's ``mallopt`` so that blocks up to ``mmap_threshold``
