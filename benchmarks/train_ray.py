@@ -1,7 +1,9 @@
 """Training throughput: Ray Data ingest, the Ray Train loop vs a bare loop, the worker function on GPU.
 
 (a) ingest: samples/s that Ray Data delivers to one Ray Train worker from Parquet shards
-    (read, filter to the split, crop/pad, collate, to tensor), no model;
+    (read, filter to the split, crop/pad, collate, to tensor), no model: once from a
+    materialized split (what the trainer does for splits up to train.materialize_mb) and once
+    read from Parquet every epoch (larger splits);
 (b) loop: samples/s of the full Ray Train loop (1 worker) against a bare single-process loop
     over in-memory tensors, same model, batch, threads and device (CPU here);
 (c) gpu: samples/s of the per-worker training function (lssed.train.loop.run_training) called
