@@ -143,7 +143,7 @@ class _Reader:
         self.frames: Any = None
         self.resampler: Any = None
         self.eof = False
-        self._held: Any = None  # a frame read past the end of a run, handed out next
+        self._held: Any = None  # a frame of another format that ended the last run: starts the next
 
     @property
     def end_time(self) -> float | None:
@@ -161,19 +161,7 @@ class _Reader:
         except Exception:
             self.container.seek(0)  # demuxers that cannot seek: decode from the start
         self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
-        self.frames = self._frames()
-
-    def _frames(self) -> Any:
-        """Decoded frames in order, starting with one set aside by the last run (format change)."""
-        for packet in self.container.demux(self.stream):
-            for frame in packet.decode():
-                while self._held is not None:
-                    held, self._held = self._held, None
-                    yield held
-                yield frame
-        while self._held is not None:
-            held, self._held = self._held, None
-            yield held
+        self.frames = (f for packet in self.container.demux(self.stream) for f in packet.decode())
 
     def fill(self, until: float | None) -> None:
         """Decode until the buffer reaches ``until`` seconds (None: the end of the stream).
@@ -201,9 +189,16 @@ class _Reader:
         self.buf = np.concatenate(pieces).astype(np.float32, copy=False) if len(pieces) > 1 else self.buf
 
     def _next_run(self, missing_s: float | None) -> list[Any]:
-        """The next decoded frames of one format: enough for ``missing_s`` seconds (or a run)."""
+        """The next decoded frames of one format: enough for ``missing_s`` seconds (or a run).
+
+        A frame of another format ends the run and starts the next one.
+        """
         frames: list[Any] = []
         got = 0.0
+        if self._held is not None:
+            frames.append(self._held)
+            got += self._held.samples / (self._held.sample_rate or 1)
+            self._held = None
         want = RESAMPLE_RUN_S if missing_s is None else min(RESAMPLE_RUN_S, missing_s + 0.05)
         while got < want:
             try:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lssed.train.augment import spec_augment
 from lssed.train.metrics import compute_metrics
 from lssed.train.results import EpochRecord, Metrics
 
@@ -163,8 +164,6 @@ def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
             continue
         x = batch_inputs(batch, features, device)
         if augment:
-            from lssed.train.augment import spec_augment
-
             x = spec_augment(x, **augment)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
