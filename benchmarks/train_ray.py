@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gpu-epochs", type=int, default=2, help="(c) epochs; the last one is reported")
     p.add_argument("--wave", action="store_true", help="(c) also time log-mel computed on the device")
     p.add_argument("--rows", type=int, default=3000, help="(a,b) synthetic utterances (4 of 6 speakers train)")
+    p.add_argument("--rows-per-shard", type=int, default=256,
+                   help="(a,b) rows per shard file (preprocess.rows_per_shard's default)")
     p.add_argument("--model", default="resnet18", help="(b) model")
     p.add_argument("--batch-size", type=int, default=64, help="(a,b) batch size")
     p.add_argument("--crop-frames", type=int, default=64, help="(a,b) crop length")
@@ -254,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         per_class = max(1, args.rows // (6 * 4))
         t = time.perf_counter()
         uri = write_synthetic_features(Storage(work), speakers=6, per_class=per_class, unlabelled=0, min_s=1.0,
-                                       max_s=6.0, features=FeatureConfig(n_mels=args.n_mels), rows_per_shard=64)
+                                       max_s=6.0, features=FeatureConfig(n_mels=args.n_mels),
+                                       rows_per_shard=args.rows_per_shard)
         print(f"synthetic shards: {6 * 4 * per_class} rows in {time.perf_counter() - t:.1f} s -> {uri}")
         init_ray(None)
         for materialize in (True, False):

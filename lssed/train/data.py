@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
@@ -59,6 +60,7 @@ class FeatureSource:
     rows_total: int
     rows_unlabelled: int  # label4 null: outside the 4-class benchmark, not used
     shards_bytes: int = 0  # on-disk size of the shard files
+    shard_files: int = 0  # number of shard files (one Ray Data read block each)
     storage: Storage = field(repr=False, default=None)  # type: ignore[assignment]
 
     @property
@@ -150,24 +152,51 @@ def describe_features(cfg: Config, features_uri: str) -> FeatureSource:
         rows_total=int(meta.num_rows),
         rows_unlabelled=int(np.sum(~labelled)),
         shards_bytes=int(sum(info.size or 0 for info in fs.get_file_info(list(dataset.files)))),
+        shard_files=len(dataset.files),
         storage=storage,
     )
 
 
 def split_datasets(source: FeatureSource, splits: Sequence[str] = ("train", "val", "test")) -> dict[str, Any]:
-    """One Ray Dataset per split: the labelled rows of that split, only the needed columns."""
+    """One Ray Dataset per split: the labelled rows of that split, only the needed columns.
+
+    Read with Ray Data's file-based Parquet reader, one block per shard file. Ray 2.60's
+    default (``DataContext.use_datasource_v2``) starts a pool of up to 32 footer-reading
+    actors for every execution, and a streamed train split is executed once per epoch: on
+    a 2-core node that stalled every epoch 6-10 s before its first batch (benchmarks/
+    train_ray.py: 162 samples/s; this reader: see docs/performance.md). Shards are sized by
+    ``preprocess.rows_per_shard``, so one block per file needs no further splitting.
+    """
     import ray.data
     from ray.data.expressions import col
 
     out = {}
     for name in splits:
-        ds = ray.data.read_parquet(source.shards_path, filesystem=source.storage.filesystem,
-                                   columns=source.columns)
+        with _file_based_parquet_reader():
+            ds = ray.data.read_parquet(source.shards_path, filesystem=source.storage.filesystem,
+                                       columns=source.columns, override_num_blocks=max(1, source.shard_files))
         # Blocks in file order, also through materialize() (which otherwise keeps them in the
         # order read tasks finish): with the seeded local shuffle, a seed repeats a run.
         ds.context.execution_options.preserve_order = True
         out[name] = ds.filter(expr=(col("split") == name) & col("label4").is_not_null())
     return out
+
+
+@contextmanager
+def _file_based_parquet_reader() -> Iterator[None]:
+    """Plan ``read_parquet`` calls in this block with the V1 reader (see :func:`split_datasets`)."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    if not hasattr(ctx, "use_datasource_v2"):  # a Ray without the V2 reader
+        yield
+        return
+    previous = ctx.use_datasource_v2
+    ctx.use_datasource_v2 = False
+    try:
+        yield
+    finally:
+        ctx.use_datasource_v2 = previous
 
 
 # --------------------------------------------------------------------------- pure collation

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -127,3 +130,28 @@ def test_train_time_features_equal_stored(synthetic_features):
         again = logmel(torch.from_numpy(w.data), FeatureConfig(n_mels=64)).numpy()
         assert again.shape == s.data.shape
         np.testing.assert_allclose(again, s.data, atol=1e-4, rtol=0)
+
+
+@pytest.mark.ray
+def test_split_datasets_read_one_block_per_shard_file(ray_session, synthetic_features):
+    """Each shard file is one read block (no V2 footer-actor pool per epoch) and the split is exact."""
+    import ray.data
+
+    from lssed.train.data import split_datasets
+
+    src = describe_features(small_config(), synthetic_features)
+    assert src.shard_files >= 2
+    context = ray.data.DataContext.get_current()
+    before = context.use_datasource_v2
+    train = split_datasets(src, ("train",))["train"]
+    assert context.use_datasource_v2 == before  # the global reader choice is left as it was
+    with contextlib.redirect_stdout(io.StringIO()) as plan:
+        train.explain()
+    assert "ReadParquet" in plan.getvalue() and "ListFiles" not in plan.getvalue(), plan.getvalue()
+    materialized = train.materialize()
+    assert materialized.num_blocks() == src.shard_files
+    rows = materialized.to_pandas()
+    assert len(rows) == src.split_counts["train"]
+    assert set(rows["split"]) == {"train"} and rows["label4"].notna().all()
+    expected = shard_tables(src, "train")
+    assert sorted(rows["utt_id"]) == expected.column("utt_id").to_pylist()
