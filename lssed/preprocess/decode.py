@@ -142,6 +142,7 @@ class _Reader:
         self.buf = np.zeros(0, np.float32)
         self.frames: Any = None
         self.resampler: Any = None
+        self._resampler_kind: tuple[str, str, int] | None = None  # the input format it was set up for
         self.eof = False
         self._held: Any = None  # a frame of another format that ended the last run: starts the next
 
@@ -160,7 +161,6 @@ class _Reader:
             self.container.seek(offset, stream=self.stream, backward=True)
         except Exception:
             self.container.seek(0)  # demuxers that cannot seek: decode from the start
-        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
         self.frames = (f for packet in self.container.demux(self.stream) for f in packet.decode())
 
     def fill(self, until: float | None) -> None:
@@ -214,12 +214,21 @@ class _Reader:
         return frames
 
     def _resample(self, frames: list[Any]) -> list[Any]:
+        import av
+
         outs: list[Any] = []
+        if frames and _frame_kind(frames[0]) != self._resampler_kind:
+            # FFmpeg's resampler is set up for one input format; a stream whose format changes
+            # (e.g. mono -> stereo AAC) gets a new one, after the old one's held samples
+            if self.resampler is not None:
+                outs.extend(self.resampler.resample(None))
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
+            self._resampler_kind = _frame_kind(frames[0])
         if frames:
             merged = _merge_frames(frames)
             for frame in ([merged] if merged is not None else frames):
                 outs.extend(self.resampler.resample(frame))
-        if self.eof:
+        if self.eof and self.resampler is not None:
             outs.extend(self.resampler.resample(None))  # flush what the filter holds back
         return outs
 

@@ -8,6 +8,7 @@ import pytest
 from lssed.preprocess.decode import DecodeError, Segment, decode_file, decode_segments
 
 import media
+from media import write_audio
 
 
 GOOD = ["wav16k", "wav44k_stereo", "mp4_aac_video", "mkv_opus", "flac22k"]
@@ -119,3 +120,29 @@ def test_resampling_runs_of_frames_equals_frame_by_frame(fmt, layout):
     merged = _merge_frames(frames)
     assert merged is not None and merged.samples == sum(f.samples for f in frames)
     np.testing.assert_allclose(run([merged]), run(frames), atol=1e-6)
+
+
+def test_stream_whose_format_changes_midway_is_decoded(tmp_path):
+    # Two ADTS AAC streams back to back, mono 440 Hz then stereo 880 Hz: FFmpeg's decoder
+    # changes its output layout mid-stream, and the reader must set up a new resampler.
+    rate = 44100
+    t = np.arange(2 * rate) / rate
+    mono = write_audio(tmp_path / "a.aac", (0.3 * np.sin(2 * np.pi * 440 * t))[None].astype(np.float32), rate,
+                       codec="aac", fmt="adts")
+    stereo = write_audio(tmp_path / "b.aac", np.tile(0.3 * np.sin(2 * np.pi * 880 * t), (2, 1)).astype(np.float32),
+                         rate, codec="aac", fmt="adts")
+    joined = tmp_path / "joined.aac"
+    joined.write_bytes(mono.read_bytes() + stereo.read_bytes())
+
+    span, whole = decode_file(str(joined), [Segment(1.0, 3.5), Segment()])
+    assert isinstance(span, np.ndarray), span
+    assert span.shape == (40000,)
+    assert isinstance(whole, np.ndarray), whole
+    assert 4.0 <= whole.size / 16000 <= 4.2  # both halves (plus the encoders' priming)
+
+    def peak_hz(x):
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+        return np.argmax(spectrum) * 16000 / x.size
+
+    assert abs(peak_hz(span[:8000]) - 440) < 5  # 1.0-1.5 s: the mono part
+    assert abs(peak_hz(span[-8000:]) - 880) < 5  # 3.0-3.5 s: the stereo part
