@@ -59,6 +59,11 @@ def _tree(root: int) -> dict[int, tuple[str, float]]:
     return out
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its live descendants (a point sample)."""
+    return sum(cpu for _, cpu in _tree(root).values())
+
+
 class CpuTree:
     """Context manager: ``cpu_s`` (whole process tree) and ``wall_s`` of the block."""
 

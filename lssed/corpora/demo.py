@@ -88,6 +88,14 @@ SPEAKERS: tuple[tuple[str, str, str, int, int], ...] = (
     ("en-gb-x-rp+m2", "M", "adult", 48, 158),
     ("en-gb-x-gbclan+f5", "F", "young", 52, 162),
     ("en-us+m4", "M", "senior", 50, 157),
+    ("en-us+m5", "M", "adult", 50, 160),
+    ("en+f1", "F", "adult", 49, 158),
+    ("en+m6", "M", "young", 51, 162),
+    ("en-gb-scotland+f2", "F", "senior", 48, 157),
+    ("en+m8", "M", "adult", 52, 161),
+    ("en+linda", "F", "young", 50, 159),
+    ("en-029+m3", "M", "senior", 49, 157),
+    ("en-us+Andrea", "F", "adult", 51, 160),
 )
 
 # emotion -> centre offsets/values and their per-utterance spread (sd):

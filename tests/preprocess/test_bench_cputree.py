@@ -44,3 +44,21 @@ def test_idle_block_costs_almost_nothing():
     with cputree.CpuTree(interval_s=0.05) as tree:
         time.sleep(0.5)
     assert tree.cpu_s < 0.3  # the sampler thread itself, nothing else
+
+
+def test_point_sample_includes_a_live_child():
+    cputree = _cputree()
+    child = subprocess.Popen([sys.executable, "-c", BURN.format(s=0.5) + "import time\ntime.sleep(5)\n"])
+    try:
+        import os
+        import time
+
+        before = cputree.tree_cpu_s(os.getpid())
+        deadline = time.monotonic() + 20
+        while cputree.tree_cpu_s(os.getpid()) - before < 0.45 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the child burns 0.5 s (slower on a loaded machine), then sleeps
+        time.sleep(0.3)
+        assert 0.45 <= cputree.tree_cpu_s(os.getpid()) - before <= 1.5
+    finally:
+        child.kill()
+        child.wait()
