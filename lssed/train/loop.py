@@ -150,15 +150,25 @@ class _FeatureView:
 def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
                     loss_fn: nn.Module, device: torch.device, *, amp: bool,
                     features: dict[str, Any] | None = None, channels_last: bool = False,
-                    augment: dict[str, int] | None = None) -> tuple[torch.Tensor, int]:
+                    augment: dict[str, int] | None = None,
+                    timings: dict[str, float] | None = None) -> tuple[torch.Tensor, int]:
     """One pass; returns (sum of per-sample losses as a device tensor, samples).
 
     ``augment``: keyword arguments of :func:`lssed.train.augment.spec_augment`, or None.
+    ``timings`` (if given) accumulates ``data_wait_s``: the seconds spent waiting for the next
+    batch. Device work is asynchronous, so on a GPU this is time the host had nothing to queue.
     """
     model.train()
     loss_sum = torch.zeros((), device=device)
     seen = 0
-    for batch in batches:
+    waited = 0.0
+    iterator = iter(batches)
+    while True:
+        t_wait = time.perf_counter()
+        batch = next(iterator, None)
+        waited += time.perf_counter() - t_wait
+        if batch is None:
+            break
         y = batch["y"].to(device, non_blocking=True)
         if y.numel() < 2:  # BatchNorm cannot train on one sample; equal splits keep DDP in step
             continue
@@ -175,6 +185,8 @@ def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
         optimizer.step()
         loss_sum += loss.detach() * y.numel()
         seen += int(y.numel())
+    if timings is not None:
+        timings["data_wait_s"] = timings.get("data_wait_s", 0.0) + waited
     return loss_sum, seen
 
 
@@ -247,7 +259,7 @@ def epoch_record_from_dict(d: dict[str, Any]) -> EpochRecord:
     v["confusion"] = tuple(tuple(r) for r in v["confusion"])
     return EpochRecord(epoch=int(d["epoch"]), lr=float(d["lr"]), train_loss=float(d["train_loss"]),
                        val=Metrics(**v), seconds=float(d["seconds"]), train_seconds=float(d.get("train_seconds", 0.0)),
-                       samples=int(d.get("samples", 0)))
+                       samples=int(d.get("samples", 0)), data_wait_seconds=float(d.get("data_wait_seconds", 0.0)))
 
 
 def _maybe_inject_fault(fault: dict[str, Any] | None, epoch: int, rank: int) -> None:
@@ -327,9 +339,10 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
         torch.manual_seed(seed * 1_000_003 + epoch * 1009 + ctx.rank)  # dropout etc.: resume-stable
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.perf_counter()
+        step_timings: dict[str, float] = {}
         loss_sum, seen = train_one_epoch(model, ctx.train_batches(epoch, per_worker), optimizer, loss_fn,
                                          device, amp=amp, features=features, channels_last=channels_last,
-                                         augment=augment)
+                                         augment=augment, timings=step_timings)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t_train = time.perf_counter() - t0
@@ -345,7 +358,8 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
                               features=features)
         val = ctx.broadcast(val)
         record = EpochRecord(epoch=epoch, lr=float(lr), train_loss=train_loss, val=val,
-                             seconds=time.perf_counter() - t0, train_seconds=t_train, samples=int(totals[1]))
+                             seconds=time.perf_counter() - t0, train_seconds=t_train, samples=int(totals[1]),
+                             data_wait_seconds=step_timings.get("data_wait_s", 0.0))
         history.append(record)
         if val.ua > best_ua:
             best_ua, best_epoch = val.ua, epoch
@@ -362,6 +376,7 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
             "best_val_ua": best_ua,
             "best_epoch": best_epoch,
             "samples_per_s": (totals[1].item() / t_train) if t_train > 0 else 0.0,
+            "data_wait_s": record.data_wait_seconds,
         }
         ckpt = None
         if ctx.rank == 0:
@@ -377,8 +392,9 @@ def run_training(config: dict[str, Any], ctx: WorkerContext) -> LoopOutcome | No
                 "restarts": restarts,
             }
         if ctx.rank == 0:
-            log.info("epoch %d/%d: train_loss %.4f val UA %.4f WA %.4f (%.1f s)", epoch, epochs, train_loss,
-                     val.ua, val.wa, record.seconds)
+            log.info("epoch %d/%d: train_loss %.4f val UA %.4f WA %.4f (%.1f s; training %.1f s, %.0f%% of it "
+                     "waiting for data)", epoch, epochs, train_loss, val.ua, val.wa, record.seconds, t_train,
+                     100.0 * record.data_wait_seconds / t_train if t_train > 0 else 0.0)
         ctx.report(metrics, ckpt)
 
     if ctx.rank != 0:

@@ -37,6 +37,9 @@ class EpochRecord:
     seconds: float
     train_seconds: float = 0.0  # (train) of `seconds`, the time in training steps (data waits included)
     samples: int = 0  # (train) training samples seen this epoch, all workers
+    # (train) of `train_seconds`, the time rank 0 waited for its next batch: when it is a large
+    # share, ingest (Ray Data reads, collate) starves the device
+    data_wait_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,29 @@ def test_spec_augment_changes_training_and_stays_repeatable(local_inputs):
     plain, masked = losses(False), losses(True)
     assert masked == losses(True)
     assert not np.allclose(plain, masked)
+
+
+def test_train_one_epoch_measures_the_wait_for_batches(local_inputs):
+    import time
+
+    from torch import nn
+
+    from lssed.models import create_model
+    from lssed.train.loop import train_one_epoch
+
+    _, (x, y), _ = local_inputs
+    model = create_model("resnet18", num_classes=4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def slow_batches(delay_s):  # a data source that needs delay_s per batch
+        for i in range(0, 48, 8):
+            time.sleep(delay_s)
+            yield {"x": x[i:i + 8], "y": y[i:i + 8]}
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _, seen = train_one_epoch(model, slow_batches(0.1), optimizer, nn.CrossEntropyLoss(), torch.device("cpu"),
+                              amp=False, timings=timings)
+    elapsed = time.perf_counter() - t0
+    assert seen == 48
+    assert 0.6 <= timings["data_wait_s"] < elapsed  # six batches, 0.1 s each, plus the training steps

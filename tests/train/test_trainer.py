@@ -69,6 +69,8 @@ def test_run_writes_results_predictions_and_selected_weights(one_worker_run, one
     assert test.ua >= 0.75, f"the separable synthetic classes should be learnt: {test}"
     # the learning-rate schedule is the recipe's: constant until lr_step_epochs
     assert {h.lr for h in res.history} == {0.005}
+    # every epoch says how long the worker waited for Ray Data's batches (part of its training time)
+    assert all(0.0 < h.data_wait_seconds <= h.train_seconds <= h.seconds for h in res.history)
     preds = read_predictions(run)
     assert preds.num_rows == 32 and set(preds.column("split").to_pylist()) == {"val", "test"}
     assert set(preds.column_names) >= {"utt_id", "split", "label", "predicted", "probabilities"}
