@@ -19,6 +19,7 @@ same function), which replaces several small launches plus the concatenation by 
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -27,6 +28,7 @@ from torch import nn
 
 from lssed.models import register_model
 from lssed.models.base import SERModel, init_weights
+from lssed.models.resnet import Bottleneck
 
 # (kernels, groups, output fraction of ``planes``) per stage, as in the paper / authors' code
 PYRAMIDS: tuple[tuple[tuple[int, ...], tuple[int, ...], tuple[float, ...]], ...] = (
@@ -112,33 +114,26 @@ class PyConv(nn.Module):
         return torch.cat(outs, dim=1)
 
 
-class PyConvBlock(nn.Module):
-    """Bottleneck: 1x1 -> pyramid (strided) -> 1x1 (x4), BN after each, residual."""
+def _pyramid_conv(in_planes: int, out_planes: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+                  bias: bool = False, stage: int, mode: str) -> nn.Module:
+    """The bottleneck's middle conv for ``stage``: its pyramid (or one conv) in place of a 3x3."""
+    kernels, groups, fractions = PYRAMIDS[stage]
+    if len(kernels) == 1:
+        return nn.Conv2d(in_planes, out_planes, kernels[0], stride=stride, padding=kernels[0] // 2, bias=False)
+    return PyConv(in_planes, out_planes, kernels, groups, fractions, stride=stride, mode=mode)
 
-    expansion = 4
+
+class PyConvBlock(Bottleneck):
+    """Bottleneck: 1x1 -> pyramid (strided) -> 1x1 (x4), BN after each, residual.
+
+    ResNet's bottleneck with the stage's pyramid as ``conv2``; the parameter names
+    (``conv1/bn1/conv2/bn2/conv3/bn3/downsample``) are the authors'.
+    """
 
     def __init__(self, inplanes: int, planes: int, stage: int, stride: int = 1,
                  downsample: nn.Module | None = None, mode: str = "grouped") -> None:
-        super().__init__()
-        kernels, groups, fractions = PYRAMIDS[stage]
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        if len(kernels) == 1:
-            self.conv2 = nn.Conv2d(planes, planes, kernels[0], stride=stride, padding=kernels[0] // 2, bias=False)
-        else:
-            self.conv2 = PyConv(planes, planes, kernels, groups, fractions, stride=stride, mode=mode)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        super().__init__(inplanes, planes, stride=stride, downsample=downsample,
+                         conv_layer=functools.partial(_pyramid_conv, stage=stage, mode=mode))
 
 
 class PyResNet(SERModel):
