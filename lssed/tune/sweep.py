@@ -32,19 +32,21 @@ SWEEP_FILE = "lssed_sweep.json"
 
 @dataclass(frozen=True)
 class TrialRow:
+    """One trial's outcome; ``spec`` holds its settings (model, STFT window, lr, crop, seed)."""
+
     run_name: str
-    model: str
-    win_length: int
-    hop_length: int
-    n_fft: int
-    lr: float
-    crop_frames: int
-    seed: int
+    spec: TrialSpec
     status: str  # completed | stopped early, evaluated | stopped early | error | not run
     epochs: int  # epochs reported to Tune (or completed in results.json)
     val_ua: float | None  # the selected checkpoint's validation UA (results.json), else the best reported
     test_ua: float | None  # reported for reading only; never used to select
     error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat: the run name, the spec's fields, then the outcome."""
+        out: dict[str, Any] = {"run_name": self.run_name, **self.spec.to_dict()}
+        out.update({k: getattr(self, k) for k in ("status", "epochs", "val_ua", "test_ua", "error")})
+        return out
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,19 @@ class SweepResult:
         pct = lambda v: "—" if v is None else f"{100 * v:.2f}"  # noqa: E731
         for t in self.trials:
             mark = " **(best)**" if t.run_name == self.best_run_name else ""
-            lines.append(f"| {t.run_name}{mark} | {t.model} | {t.win_length} | {t.hop_length} | {t.n_fft} | "
-                         f"{t.lr:g} | {t.crop_frames} | {t.seed} | {t.status} | {t.epochs} | {pct(t.val_ua)} | "
+            s = t.spec
+            lines.append(f"| {t.run_name}{mark} | {s.model} | {s.win_length} | {s.hop_length} | {s.n_fft} | "
+                         f"{s.lr:g} | {s.crop_frames} | {s.seed} | {t.status} | {t.epochs} | {pct(t.val_ua)} | "
                          f"{pct(t.test_ua)} |")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         import dataclasses
 
-        return dataclasses.asdict(self)
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["trials"] = [t.to_dict() for t in self.trials]
+        out["errors"] = list(self.errors)
+        return out
 
 
 def _read_results(out: Storage, run_name: str) -> RunResults | None:
@@ -261,6 +267,5 @@ def _collect(grid: Any, specs: list[TrialSpec], sweep: str, out: Storage, epochs
             errors.append(f"{name}: {err_text}")
         elif res is None:
             errors.append(f"{name}: Tune returned no result for this trial")
-        rows.append(TrialRow(name, spec.model, spec.win_length, spec.hop_length, spec.n_fft, spec.lr,
-                             spec.crop_frames, spec.seed, status, done, val_ua, test_ua, err_text))
+        rows.append(TrialRow(name, spec, status, done, val_ua, test_ua, err_text))
     return rows, errors

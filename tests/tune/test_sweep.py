@@ -50,7 +50,7 @@ def test_sweep_2x2_resume_and_report(ray_session, sweep_features, tmp_path):
 
     assert result.errors == ()
     assert len(result.trials) == 4 and result.max_concurrent_trials == 2 and not result.resumed
-    assert {(t.model, t.win_length, t.hop_length, t.n_fft) for t in result.trials} == {
+    assert {(t.spec.model, t.spec.win_length, t.spec.hop_length, t.spec.n_fft) for t in result.trials} == {
         ("resnet18", 400, 200, 1024), ("resnet18", 1024, 512, 1024),
         ("vgg11", 400, 200, 1024), ("vgg11", 1024, 512, 1024)}
     assert all(t.status == "completed" and t.epochs == 1 for t in result.trials)
@@ -59,12 +59,12 @@ def test_sweep_2x2_resume_and_report(ray_session, sweep_features, tmp_path):
     assert result.best_run_name == best.run_name and result.best_val_ua == best.val_ua
 
     for t in result.trials:
-        assert t.run_name == space.run_name_for(result.sweep_name, space.TrialSpec(
-            t.model, t.win_length, t.hop_length, t.n_fft, t.lr, t.crop_frames, t.seed))
+        assert t.run_name == space.run_name_for(result.sweep_name, t.spec)
         run = RunResults.from_dict(out.child("runs", t.run_name).read_json("results.json"))
-        assert run.model == t.model and run.epochs_completed == 1
-        assert (run.feature_config["win_length"], run.feature_config["hop_length"]) == (t.win_length, t.hop_length)
-        assert run.features_recomputed == (t.win_length != 1024)  # stored features use the paper's 1024 / 512
+        assert run.model == t.spec.model and run.epochs_completed == 1
+        assert (run.feature_config["win_length"], run.feature_config["hop_length"]) == (t.spec.win_length,
+                                                                                        t.spec.hop_length)
+        assert run.features_recomputed == (t.spec.win_length != 1024)  # stored features use the paper's 1024 / 512
         assert run.val.ua == pytest.approx(t.val_ua)
         assert run.tune_trial and run.tune_trial.startswith(result.sweep_name + "/")
         assert out.exists("runs", t.run_name, "predictions.parquet")
@@ -83,9 +83,8 @@ def test_sweep_2x2_resume_and_report(ray_session, sweep_features, tmp_path):
     victim = result.trials[0]
     old = RunResults.from_dict(out.child("runs", victim.run_name).read_json("results.json"))
     out.filesystem.delete_file(out.path("runs", victim.run_name, "results.json"))
-    spec = space.TrialSpec(victim.model, victim.win_length, victim.hop_length, victim.n_fft, victim.lr,
-                           victim.crop_frames, victim.seed)
-    new = finalize_stopped_run(cfg, sweep_features, out=out, sweep=result.sweep_name, spec=spec, epochs_done=1)
+    new = finalize_stopped_run(cfg, sweep_features, out=out, sweep=result.sweep_name, spec=victim.spec,
+                               epochs_done=1)
     assert new is not None and new.epochs_completed == 1 and new.tune_trial == f"{result.sweep_name}/stopped-early"
     assert new.val.confusion == old.val.confusion and new.evaluations["test"].confusion == old.evaluations["test"].confusion
 
