@@ -171,14 +171,14 @@ def split_datasets(source: FeatureSource, splits: Sequence[str] = ("train", "val
     from ray.data.expressions import col
 
     out = {}
-    for name in splits:
-        with _file_based_parquet_reader():
+    with _file_based_parquet_reader():
+        for name in splits:
             ds = ray.data.read_parquet(source.shards_path, filesystem=source.storage.filesystem,
                                        columns=source.columns, override_num_blocks=max(1, source.shard_files))
-        # Blocks in file order, also through materialize() (which otherwise keeps them in the
-        # order read tasks finish): with the seeded local shuffle, a seed repeats a run.
-        ds.context.execution_options.preserve_order = True
-        out[name] = ds.filter(expr=(col("split") == name) & col("label4").is_not_null())
+            # Blocks in file order, also through materialize() (which otherwise keeps them in the
+            # order read tasks finish): with the seeded local shuffle, a seed repeats a run.
+            ds.context.execution_options.preserve_order = True
+            out[name] = ds.filter(expr=(col("split") == name) & col("label4").is_not_null())
     return out
 
 

@@ -44,8 +44,11 @@ class TrialRow:
 
     def to_dict(self) -> dict[str, Any]:
         """Flat: the run name, the spec's fields, then the outcome."""
+        import dataclasses
+
         out: dict[str, Any] = {"run_name": self.run_name, **self.spec.to_dict()}
-        out.update({k: getattr(self, k) for k in ("status", "epochs", "val_ua", "test_ua", "error")})
+        out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                    if f.name not in ("run_name", "spec")})
         return out
 
 
@@ -77,7 +80,6 @@ class SweepResult:
 
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["trials"] = [t.to_dict() for t in self.trials]
-        out["errors"] = list(self.errors)
         return out
 
 
