@@ -45,6 +45,10 @@ class CorpusConfig:
     name: Literal["demo", "generic", "iemocap", "meld", "ravdess", "cremad", "daicwoz"] = "demo"
     root: str | None = None  # corpus root (or the CSV for ``generic``); unused for ``demo``
     strict: bool = False  # fail on the first unusable row instead of rejecting it
+    # generic CSV: its encoding ("auto": UTF-8, else Windows-1252/Latin-1 with a warning), and
+    # whether media paths may leave the CSV's folder (".." or absolute paths elsewhere)
+    encoding: str = "auto"
+    allow_outside_root: bool = False
     # demo corpus size
     speakers: int = 6
     per_class: int = 6
@@ -78,6 +82,9 @@ class PreprocessConfig:
     # A segment may reach this far past the end of its media (it is then shorter); further
     # is quarantined as segment_past_end.
     max_missing_s: float = 0.1
+    # Longer segments (or whole-file rows of longer media) are quarantined as segment_too_long
+    # before they are decoded: a row's audio, features and shard cell stay bounded in memory.
+    max_segment_s: float = 600.0
 
 
 @dataclass(frozen=True)

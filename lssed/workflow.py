@@ -197,7 +197,8 @@ def corpus_stage(cfg: Config, *, out: Storage, force: bool = False) -> CorpusRes
                 prepared = _upload_media(prepared, demo_dir, stage.storage.child("demo"))
         else:
             prepared = prepare(c.name, c.root, strict=c.strict, split=c.split, seed=c.seed,
-                               val_fraction=c.val_fraction, test_fraction=c.test_fraction)
+                               val_fraction=c.val_fraction, test_fraction=c.test_fraction,
+                               encoding=c.encoding, allow_outside_root=c.allow_outside_root)
         local_manifest = Path(tmp) / "manifest.parquet"
         m_path, r_path = write_manifest(prepared, local_manifest)
         stage.storage.write_bytes(Path(m_path).read_bytes(), "manifest.parquet")

@@ -3,8 +3,9 @@
 ``prepare(name, root)`` reads a corpus, rejects the rows it cannot use (with the reason),
 and assigns train/val/test: speaker-independent and label-stratified (``split="speaker"``,
 the default) or the corpus's own split (``split="official"``). ``write_manifest`` writes the
-manifest and ``<stem>.rejects.parquet`` beside it. Adapters: generic (a CSV; ``demo`` is the
-same layout named ``demo``), iemocap, meld, ravdess, cremad, daicwoz; see docs/corpora.md.
+manifest and ``<stem>.rejects.parquet`` beside it (always, even when one of them is empty).
+Adapters: generic (a CSV; ``demo`` is the same layout named ``demo``), iemocap, meld,
+ravdess, cremad, daicwoz; see docs/corpora.md.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lssed.corpora.base import CorpusError, PreparedCorpus, RowCollector
+from lssed.corpora.base import REJECT_CODES, CorpusError, PreparedCorpus, RowCollector
 from lssed.corpora.splits import official_split, speaker_groups, speaker_split
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,12 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "cremad": ("lssed.corpora.cremad", "read_cremad"),
     "daicwoz": ("lssed.corpora.daicwoz", "read_daicwoz"),
 }
+# Adapters that read a listing of media paths (and so take ``encoding`` and ``allow_outside_root``)
+_LISTING_ADAPTERS = ("generic", "demo")
 
 __all__ = [
-    "ADAPTERS", "CorpusError", "PreparedCorpus", "list_corpora", "prepare", "read_manifest", "write_manifest",
+    "ADAPTERS", "REJECT_CODES", "CorpusError", "PreparedCorpus", "list_corpora", "prepare", "read_manifest",
+    "reject_summary", "write_manifest",
 ]
 
 
@@ -53,17 +57,27 @@ def prepare(
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.2,
+    encoding: str = "auto",
+    allow_outside_root: bool = False,
     **options: Any,
 ) -> PreparedCorpus:
     """Read corpus ``name`` at ``root`` into a manifest with splits, plus its rejects.
 
     ``strict``: raise :class:`CorpusError` on the first unusable row instead of rejecting it.
-    ``options`` go to the adapter (e.g. ``test_session=5`` for IEMOCAP).
+    ``encoding`` (``auto``: UTF-8, else Windows-1252 with a warning) and ``allow_outside_root``
+    (media paths may leave the CSV's folder) apply to the generic/demo CSV. ``options`` go to
+    the adapter (e.g. ``test_session=5`` for IEMOCAP). When every row is rejected the
+    manifest is empty (logged as a warning) and the rejects say why.
     """
     if name not in ADAPTERS:
         raise CorpusError(f"unknown corpus {name!r}; choose one of {list(ADAPTERS)}")
     if split not in ("speaker", "official"):
         raise CorpusError(f"split must be 'speaker' or 'official', got {split!r}")
+    if name in _LISTING_ADAPTERS:
+        options = {"encoding": encoding, "allow_outside_root": allow_outside_root, **options}
+    elif encoding != "auto" or allow_outside_root:
+        raise CorpusError(f"{name}: encoding and allow_outside_root apply to the {'/'.join(_LISTING_ADAPTERS)} "
+                          f"CSV only; {name} finds its media under its root itself")
     module_name, reader_name = ADAPTERS[name]
     reader = getattr(importlib.import_module(module_name), reader_name)
     root_path = Path(root).expanduser()
@@ -74,8 +88,10 @@ def prepare(
     if collector.input_rows == 0:
         raise CorpusError(f"{name}: found no utterances under {root_path}; see docs/corpora.md for the expected layout")
     if not collector.rows:
-        reasons = Counter(r["reason"].split(":")[0] for r in collector.rejects).most_common(3)
-        raise CorpusError(f"{name}: all {collector.input_rows} rows were rejected; most common reasons: {reasons}")
+        log.warning("%s: all %d rows were rejected; reasons: %s", name, collector.input_rows,
+                    reject_summary(r["reason"] for r in collector.rejects))
+        return PreparedCorpus(manifest=collector.manifest_table([]), rejects=collector.rejects_table(),
+                              input_rows=collector.input_rows, name=name, split_protocol=split)
 
     groups = speaker_groups([r["speaker"] for r in collector.rows], [r["session"] for r in collector.rows],
                             [r["utt_id"] for r in collector.rows])
@@ -93,6 +109,12 @@ def prepare(
     log.info("%s: %d utterances kept, %d rejected, splits %s", name, prepared.manifest.num_rows,
              prepared.rejects.num_rows, prepared.split_counts())
     return prepared
+
+
+def reject_summary(reasons: Iterable[str], top: int = 5) -> str:
+    """``"missing_media (3); bad_time (1)"``: the most common reject codes with their counts."""
+    counts = Counter(r.split(":", 1)[0] for r in reasons)
+    return "; ".join(f"{code} ({n})" for code, n in counts.most_common(top))
 
 
 def rejects_path(manifest_path: str | os.PathLike[str]) -> Path:

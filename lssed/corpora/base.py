@@ -4,6 +4,9 @@ An adapter walks its corpus's own listing and hands each candidate utterance to 
 :class:`RowCollector`, which checks it (unique id, media exists, 0 <= start < end, a known
 label) and either keeps it or records a reject with the reason. Every input row ends up in
 exactly one of the two, so ``kept + rejected == input rows`` holds by construction.
+
+A reject's reason is ``<code>: <detail>``; :data:`REJECT_CODES` lists the codes and what
+they mean (docs/corpora.md shows the same table).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -24,6 +28,40 @@ log = logging.getLogger(__name__)
 
 class CorpusError(ValueError):
     """A corpus cannot be read as given; the message says what to fix."""
+
+
+# code -> meaning. Every reject reason starts with one of these codes.
+REJECT_CODES: dict[str, str] = {
+    "bad_quoting": "a quote is unbalanced or misplaced, so the line's fields cannot be told apart",
+    "field_count": "the line has more or fewer fields than the header",
+    "line_too_long": "the line is longer than a corpus listing line can sensibly be (a runaway field)",
+    "control_characters": "the line holds NUL characters (a binary or UTF-16 file?)",
+    "field_too_long": "an id, name or label field is longer than 256 characters",
+    "empty_path": "the row names no media file",
+    "path_too_long": "the media path is longer than the file system allows (4096 bytes, 255 per name)",
+    "outside_root": "the media path leaves the corpus root (allow with --allow-outside-root / "
+                    "corpus.allow_outside_root)",
+    "bad_time": "start or end is not a number of seconds >= 0 (or hh:mm:ss,ms), or is NaN/infinite/absurd",
+    "bad_segment": "end <= start",
+    "empty_id": "the utterance id is empty",
+    "duplicate_id": "another row already has this utterance id (the same segment listed twice)",
+    "unknown_label": "the label is outside the corpus's label set",
+    "bad_gender": "gender is not F/M (or empty)",
+    "bad_split": "the official split is not train/val/test",
+    "no_media": "the corpus has no media file for this utterance",
+    "missing_media": "the media file does not exist",
+    "empty_media": "the media file is empty, not a regular file, or unreadable",
+    "bad_name": "a file or turn name does not follow the corpus's naming scheme",
+    "unparsable_line": "a line of the corpus's own listing cannot be parsed",
+    "no_label": "the corpus gives this utterance no usable label (IEMOCAP xxx, DAIC-WOZ unlabelled)",
+    "duplicate_recording": "another file of the corpus holds the same recording",
+    "no_audio": "the recording has no audio (e.g. RAVDESS video-only)",
+}
+
+# Times beyond this many seconds (~116 days) cannot be in any recording: rejected, not decoded.
+MAX_TIME_S = 1e7
+# Ids, speakers, labels and the like longer than this are a broken line, not a name.
+MAX_FIELD_CHARS = 256
 
 
 # Common spellings of LSSED's label names (lower case). Adapters add their own codes.
@@ -103,25 +141,26 @@ class RowCollector:
     official: list[str | None] = field(default_factory=list)
     input_rows: int = 0
     _ids: set[str] = field(default_factory=set)
-    _exists: dict[str, bool] = field(default_factory=dict)
+    _exists: dict[str, tuple[str, str] | None] = field(default_factory=dict)
 
-    def reject(self, utt_id: str | None, source: str, reason: str) -> None:
-        """Record one unusable input row."""
+    def reject(self, utt_id: str | None, source: str, code: str, detail: str) -> None:
+        """Record one unusable input row; the reason is ``<code>: <detail>`` (codes: :data:`REJECT_CODES`)."""
+        if code not in REJECT_CODES:
+            raise AssertionError(f"reject code {code!r} is not in REJECT_CODES")  # a bug in an adapter
+        reason = f"{code}: {detail}"
         row = self.input_rows
         self.input_rows += 1
         if self.strict:
             raise CorpusError(f"{self.corpus}: {source}: {reason} (drop --strict to reject such rows and go on)")
+        if utt_id is not None and len(utt_id) > MAX_FIELD_CHARS:
+            utt_id = utt_id[:MAX_FIELD_CHARS] + "..."  # the rejects table stays readable
         self.rejects.append({"row": row, "utt_id": utt_id, "source": source, "reason": reason})
 
-    def _media_ok(self, media: Path) -> str | None:
+    def _media_problem(self, media: Path) -> tuple[str, str] | None:
         key = str(media)
         if key not in self._exists:
-            self._exists[key] = media.is_file()
-            if self._exists[key] and media.stat().st_size == 0:
-                self._exists[key] = False
-        if not self._exists[key]:
-            return f"missing media: {media}" if not media.exists() else f"empty or unreadable media: {media}"
-        return None
+            self._exists[key] = _media_problem(media)
+        return self._exists[key]
 
     def add(
         self,
@@ -143,27 +182,28 @@ class RowCollector:
     ) -> bool:
         """Validate and keep one row; False (and a reject) if it cannot be used."""
         if not utt_id:
-            self.reject(None, source, "empty utterance id")
+            self.reject(None, source, "empty_id", "the utterance id is empty")
+            return False
+        if len(utt_id) > MAX_FIELD_CHARS:
+            self.reject(utt_id, source, "field_too_long", f"utterance id of {len(utt_id)} characters "
+                        f"(at most {MAX_FIELD_CHARS})")
+            return False
+        problem = time_problem(start, end)
+        if problem:
+            self.reject(utt_id, source, *problem)
             return False
         if utt_id in self._ids:
-            self.reject(utt_id, source, f"duplicate utterance id {utt_id!r}")
+            self.reject(utt_id, source, "duplicate_id", f"duplicate utterance id {utt_id!r}")
             return False
         if label is None:
-            self.reject(utt_id, source, f"unknown label {raw_label!r}")
+            self.reject(utt_id, source, "unknown_label", f"unknown label {_short(raw_label)}")
             return False
         if media is None:
-            self.reject(utt_id, source, "no media file for this utterance")
+            self.reject(utt_id, source, "no_media", "no media file for this utterance")
             return False
-        for name, value in (("start", start), ("end", end)):
-            if value is not None and (not math.isfinite(value) or value < 0):
-                self.reject(utt_id, source, f"{name} time {value!r} must be a finite number >= 0")
-                return False
-        if start is not None and end is not None and end <= start:
-            self.reject(utt_id, source, f"end ({end}) <= start ({start})")
-            return False
-        problem = self._media_ok(Path(media))
-        if problem:
-            self.reject(utt_id, source, problem)
+        media_problem = self._media_problem(Path(media))
+        if media_problem:
+            self.reject(utt_id, source, *media_problem)
             return False
         self.input_rows += 1
         self._ids.add(utt_id)
@@ -185,20 +225,71 @@ class RowCollector:
         return pa.Table.from_pylist(self.rejects, schema=REJECTS_SCHEMA)
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _media_problem(media: Path) -> tuple[str, str] | None:
+    """(code, detail) when ``media`` is not a non-empty regular file, else None."""
+    try:
+        if not media.exists():
+            return "missing_media", f"{media} does not exist"
+        if not media.is_file():
+            return "empty_media", f"{media} is not a regular file"
+        if media.stat().st_size == 0:
+            return "empty_media", f"{media} is empty"
+    except OSError as exc:  # a name too long, a permission denied: this row only
+        return "empty_media", f"{_short(str(media))} cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def time_problem(start: float | None, end: float | None) -> tuple[str, str] | None:
+    """(code, detail) when a segment's times cannot be used, else None."""
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and (not math.isfinite(value) or value < 0 or value > MAX_TIME_S):
+            return "bad_time", f"{name} time {value!r} must be a finite number of seconds in [0, {MAX_TIME_S:g}]"
+    if start is not None and end is not None and end <= start:
+        return "bad_segment", f"end ({end}) <= start ({start})"
+    return None
+
+
+def time_key(seconds: float | None) -> str:
+    """A start time as an id part: milliseconds, at least 8 digits, plus the exact finer digits.
+
+    ``1.5`` -> ``00001500``; ``0.1005`` -> ``00000100.5``. Distinct times always give distinct
+    keys (the shortest decimal text of the float, scaled exactly), so two segments never share
+    an id because of rounding. ``None`` (the start of the file) is ``0``.
+    """
+    value = 0.0 if seconds is None else float(seconds)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"time_key: {value!r} is not a time >= 0")
+    ms = Decimal(repr(value)) * 1000  # exact: repr has <= 17 significant digits
+    whole = int(ms)
+    text = f"{whole:08d}"
+    fraction = ms - whole
+    if fraction:
+        text += "." + format(fraction.normalize(), "f").split(".", 1)[1]
+    return text
+
+
 def parse_time(raw: Any) -> float | None:
     """Seconds from a number or text; empty -> None; raises ValueError on anything else.
 
     Accepts ``12.5``, ``"12.5"``, ``"00:01:02,345"`` / ``"0:01:02.345"`` (h:m:s[,.]ms).
+    NaN and infinite values in text (``nan``, ``inf``) are errors, not times.
     """
     if raw is None:
         return None
     if isinstance(raw, (int, float)):
         if isinstance(raw, float) and math.isnan(raw):
-            return None
+            return None  # a missing value in a table read by pandas or pyarrow
         return float(raw)
     text = str(raw).strip()
     if not text:
         return None
+    if len(text) > 64:
+        raise ValueError(f"cannot parse time {_short(raw)}")
     if ":" in text:
         parts = text.replace(",", ".").split(":")
         if len(parts) > 3:
@@ -206,5 +297,8 @@ def parse_time(raw: Any) -> float | None:
         seconds = 0.0
         for part in parts:
             seconds = seconds * 60 + float(part)
-        return seconds
-    return float(text)
+    else:
+        seconds = float(text)
+    if not math.isfinite(seconds):
+        raise ValueError(f"time {raw!r} is not a finite number")
+    return seconds

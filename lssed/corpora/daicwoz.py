@@ -33,7 +33,7 @@ import logging
 import re
 from pathlib import Path
 
-from lssed.corpora.base import CorpusError, RowCollector
+from lssed.corpora.base import CorpusError, RowCollector, parse_time, time_key, time_problem
 
 log = logging.getLogger(__name__)
 
@@ -105,19 +105,25 @@ def read_daicwoz(root: Path, collector: RowCollector) -> None:
                     speaker = values[col["speaker"]].strip() if len(values) > col["speaker"] else ""
                     if speaker == "Ellie":
                         continue
-                    collector.reject(None, source, f"unparsable line: {len(values)} fields, the header has {len(header)}")
+                    collector.reject(None, source, "field_count", f"{len(values)} fields, the header has {len(header)}")
                     continue
                 if values[col["speaker"]].strip() != "Participant":
                     continue  # the interviewer's turns are not utterances of this corpus
                 try:
-                    start, end = float(values[col["start_time"]]), float(values[col["stop_time"]])
+                    start, end = parse_time(values[col["start_time"]]), parse_time(values[col["stop_time"]])
                 except ValueError:
-                    collector.reject(None, source, f"unparsable start/stop time {values[col['start_time']]!r}/"
-                                                   f"{values[col['stop_time']]!r}")
+                    start = end = None
+                if start is None or end is None:  # empty, NaN, inf or not a number
+                    collector.reject(None, source, "bad_time", f"unparsable start/stop time "
+                                     f"{values[col['start_time']]!r}/{values[col['stop_time']]!r}")
                     continue
-                utt_id = f"{pid}_{round(start * 1000):08d}"
+                problem = time_problem(start, end)
+                if problem:
+                    collector.reject(None, source, *problem)
+                    continue
+                utt_id = f"{pid}_{time_key(start)}"
                 if known is None:
-                    collector.reject(utt_id, source, f"participant {pid} has no PHQ-8 label in the split lists")
+                    collector.reject(utt_id, source, "no_label", f"participant {pid} has no PHQ-8 label in the split lists")
                     continue
                 part, label, gender = known
                 collector.add(

@@ -92,15 +92,15 @@ def read_iemocap(root: Path, collector: RowCollector, *, test_session: int = 5) 
                 source = f"{session_dir.name}/dialog/EmoEvaluation/{eval_file.name}:{line_no}"
                 m = _SUMMARY.match(line.strip())
                 if not m:
-                    collector.reject(None, source, f"unparsable line {line.strip()[:80]!r}")
+                    collector.reject(None, source, "unparsable_line", f"{line.strip()[:80]!r}")
                     continue
                 start, end, turn, code = float(m.group(1)), float(m.group(2)), m.group(3), m.group(4).lower()
                 t = _TURN.match(turn)
                 if not t:
-                    collector.reject(turn, source, f"turn id {turn!r} does not look like Ses01F_impro01_F000")
+                    collector.reject(turn, source, "bad_name", f"turn id {turn!r} does not look like Ses01F_impro01_F000")
                     continue
                 if code == "xxx":
-                    collector.reject(turn, source, "no majority emotion (xxx)")
+                    collector.reject(turn, source, "no_label", "no majority emotion (xxx)")
                     continue
                 gender = t.group(2)
                 sentence = session_dir / "sentences" / "wav" / dialog / f"{turn}.wav"

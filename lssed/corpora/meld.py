@@ -65,13 +65,13 @@ def read_meld(root: Path, collector: RowCollector) -> None:
                     continue
                 source = f"{csv_path.name}:{line_no}"
                 if len(values) != len(header):
-                    collector.reject(None, source, f"unparsable line: {len(values)} fields, the header has {len(header)}")
+                    collector.reject(None, source, "field_count", f"{len(values)} fields, the header has {len(header)}")
                     continue
                 row = dict(zip(header, (v.strip() for v in values)))
                 try:
                     dia, utt = int(row["Dialogue_ID"]), int(row["Utterance_ID"])
                 except ValueError:
-                    collector.reject(None, source, f"Dialogue_ID/Utterance_ID {row['Dialogue_ID']!r}/{row['Utterance_ID']!r} "
+                    collector.reject(None, source, "unparsable_line", f"Dialogue_ID/Utterance_ID {row['Dialogue_ID']!r}/{row['Utterance_ID']!r} "
                                                    "are not integers")
                     continue
                 name = f"dia{dia}_utt{utt}.mp4"

@@ -53,19 +53,19 @@ def read_ravdess(root: Path, collector: RowCollector) -> None:
     for path, fields in parsed:
         source = str(path.relative_to(root))
         if fields is None:
-            collector.reject(None, source, f"file name {path.name!r} is not MM-VV-EE-II-SS-RR-AA.wav|mp4")
+            collector.reject(None, source, "bad_name", f"file name {path.name!r} is not MM-VV-EE-II-SS-RR-AA.wav|mp4")
             continue
         modality, channel, emotion, intensity, statement, repetition, actor = fields
         key = path.stem[3:]
         utt_id = f"{key}"
         if modality == 2:
-            collector.reject(utt_id, source, "video-only recording (modality 02) has no audio")
+            collector.reject(utt_id, source, "no_audio", "video-only recording (modality 02) has no audio")
             continue
         if modality == 1 and key in audio_only:
-            collector.reject(utt_id, source, f"audio-video copy of 03-{key}.wav (the audio-only file is used)")
+            collector.reject(utt_id, source, "duplicate_recording", f"audio-video copy of 03-{key}.wav (the audio-only file is used)")
             continue
         if modality not in (1, 3) or channel not in (1, 2) or not 1 <= actor <= 24:
-            collector.reject(utt_id, source, f"file name {path.name!r}: modality, vocal channel or actor out of range")
+            collector.reject(utt_id, source, "bad_name", f"file name {path.name!r}: modality, vocal channel or actor out of range")
             continue
         vocal = "speech" if channel == 1 else "song"
         collector.add(

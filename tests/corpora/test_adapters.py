@@ -67,7 +67,8 @@ def test_iemocap(tmp_path: Path, make_media) -> None:
     prepared = prepare("iemocap", root, split="official")
     rows = _check(prepared, kept=15, rejected=4)
     reasons = _reasons(prepared)
-    assert sum("no majority emotion (xxx)" in r for r in reasons) == 3 and sum("unparsable line" in r for r in reasons) == 1
+    assert sum(r == "no_label: no majority emotion (xxx)" for r in reasons) == 3
+    assert sum(r.startswith("unparsable_line: ") for r in reasons) == 1
     by_id = {r["utt_id"]: r for r in rows}
     exc = by_id["Ses01F_impro01_F001"]
     assert (exc["label"], exc["label4"], exc["speaker"], exc["gender"], exc["session"]) == ("excited", 2, "Ses01F", "F", "Ses01")
@@ -112,7 +113,8 @@ def test_meld(tmp_path: Path, make_media) -> None:
         (root / f"{part}_sent_emo.csv").write_text("".join(lines))
     prepared = prepare("meld", root, split="official")
     rows = _check(prepared, kept=23, rejected=2)
-    assert sorted(_reasons(prepared))[0].startswith("missing media") and "unknown label 'sarcasm'" in _reasons(prepared)
+    assert sorted(_reasons(prepared))[0].startswith("missing_media: ")
+    assert "unknown_label: unknown label 'sarcasm'" in _reasons(prepared)
     assert Counter(r["split"] for r in rows) == {"train": 8, "val": 7, "test": 8}
     first = next(r for r in rows if r["utt_id"] == "train_dia0_utt1")
     assert (first["label"], first["label4"], first["text"], first["session"]) == ("happy", 2, "Well, train 1", "train_dia0")
@@ -136,8 +138,9 @@ def test_ravdess(tmp_path: Path, make_media) -> None:
     prepared = prepare("ravdess", root)
     rows = _check(prepared, kept=21, rejected=3)
     reasons = _reasons(prepared)
-    assert any("audio-video copy" in r for r in reasons) and any("video-only" in r for r in reasons)
-    assert any("is not MM-VV-EE-II-SS-RR-AA" in r for r in reasons)
+    assert any(r.startswith("duplicate_recording: audio-video copy") for r in reasons)
+    assert any(r.startswith("no_audio: video-only") for r in reasons)
+    assert any(r.startswith("bad_name: ") and "is not MM-VV-EE-II-SS-RR-AA" in r for r in reasons)
     by_id = {r["utt_id"]: r for r in rows}
     calm = by_id["01-02-01-01-01-01"]
     assert (calm["label"], calm["label4"], calm["speaker"], calm["gender"]) == ("calm", None, "Actor_01", "M")
@@ -165,7 +168,8 @@ def test_cremad(tmp_path: Path, make_media) -> None:
     prepared = prepare("cremad", root)
     rows = _check(prepared, kept=20, rejected=3)
     reasons = _reasons(prepared)
-    assert any("empty or unreadable media" in r for r in reasons) and "unknown label 'BOR'" in reasons
+    assert any(r.startswith("empty_media: ") and r.endswith(" is empty") for r in reasons)
+    assert "unknown_label: unknown label 'BOR'" in reasons
     r = next(r for r in rows if r["utt_id"] == "1001_DFA_ANG_HI")
     assert (r["label"], r["label4"], r["speaker"], r["gender"], r["age"], r["text"]) == \
         ("angry", 0, "1001", "M", "51", "Don't forget a jacket.")
@@ -198,8 +202,10 @@ def test_daicwoz(tmp_path: Path, make_media) -> None:
     prepared = prepare("daicwoz", root, split="official")  # 307 is in no list
     rows = _check(prepared, kept=24, rejected=4 + 4 + 2)
     reasons = _reasons(prepared)
-    assert sum("has no PHQ-8 label" in r for r in reasons) == 4 and sum("missing media" in r for r in reasons) == 4
-    assert any("end (8.5) <= start (9.0)" in r for r in reasons) and any("unparsable start/stop" in r for r in reasons)
+    assert sum(r.startswith("no_label: ") and "has no PHQ-8 label" in r for r in reasons) == 4
+    assert sum(r.startswith("missing_media: ") for r in reasons) == 4
+    assert "bad_segment: end (8.5) <= start (9.0)" in reasons
+    assert any(r.startswith("bad_time: unparsable start/stop") for r in reasons)
     r = next(r for r in rows if r["utt_id"] == "300_00001000")
     assert (r["label"], r["label4"], r["speaker"], r["gender"], r["start_s"], r["end_s"], r["text"]) == \
         ("depressed", None, "300", "F", 1.0, 1.8, "answer 0")
