@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-# LSSED (PAPER.md): 147,025 utterances, 206 h 25 min of speech.
+# LSSED (docs/paper.md): 147,025 utterances, 206 h 25 min of speech.
 LSSED_UTTERANCES = 147_025
 LSSED_HOURS = 206 + 25 / 60
 # On-demand $/hour (AWS list prices, us-east-1, checked 2025; verify before spending).
@@ -51,7 +51,7 @@ ASSUMED_MFU = 0.08
 # Measured: the demo corpus through the whole chain (decode, noisereduce, gain, log-mel)
 # ran at 30.4 s of audio per CPU-second (features _SUCCESS.json stats.audio_s_per_cpu_s,
 # 2026-11-26, this 2-core machine under heavy shared load); noisereduce alone is ~163x
-# (../shared/STACK.md).
+# (docs/install.md).
 DEFAULT_PREPROCESS_RATE = 30.0
 
 

@@ -36,6 +36,13 @@ class StorageConfig:
     # standard AWS chain (env, ~/.aws, instance role) and are never stored here.
     endpoint_url: str | None = None
     region: str | None = None
+    # S3 only, pyarrow and s3fs alike (docs/cluster.md, "Storage"): a failed request is
+    # retried this many times with backoff (so at most retries + 1 attempts), a connection
+    # must open within connect_timeout_s, and a request fails when no byte arrives for
+    # request_timeout_s (a stall, not a cap on a whole transfer).
+    retries: int = 10
+    connect_timeout_s: float = 5.0
+    request_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Decode -> denoise -> gain (PAPER.md); the features section sets the log-mel."""
+    """Decode -> denoise -> gain (docs/paper.md); the features section sets the log-mel."""
 
     sample_rate: int = 16000
     denoise: Literal["noisereduce", "noisereduce-stationary", "none"] = "noisereduce"
@@ -70,6 +77,9 @@ class PreprocessConfig:
     batch_size: int = 16  # rows per Parquet row group in a shard (a shard = one map_batches batch)
     num_actors: int | None = None  # None: as many as the cluster's CPUs allow
     cpus_per_actor: float = 1.0
+    # How long the whole actor pool may take to start before work is handed out (and the
+    # stage fails saying so); an autoscaling cluster adding nodes needs minutes.
+    actor_start_timeout_s: float = 600.0
     # Keep freed memory in each actor (glibc mallopt): ~2x faster denoising, up to ~0.5 GB more
     # resident memory per actor (lssed/preprocess/allocator.py).
     keep_freed_memory: bool = True

@@ -1,4 +1,4 @@
-"""Label sets: LSSED's 11 emotions and the 4-class benchmark (PAPER.md).
+"""Label sets: LSSED's 11 emotions and the 4-class benchmark (docs/paper.md, "Labels").
 
 Benchmark indices follow the authors' released models: Angry=0, Neutral=1, Happy=2, Sad=3.
 Corpus adapters map their own labels onto ``LSSED_LABELS`` names first; ``label4_index``
@@ -36,7 +36,3 @@ def label4_index(label: str | None) -> int | None:
         return BENCHMARK_CLASSES.index(name)
     except ValueError:
         return None
-
-
-def label4_name(index: int) -> str:
-    return BENCHMARK_CLASSES[index]

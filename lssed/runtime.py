@@ -43,12 +43,6 @@ def init_ray(ray_cfg: Any | None = None, **kwargs: Any) -> None:
     ray.init(**init_kwargs)
 
 
-def cluster_cpus() -> float:
-    import ray
-
-    return float(ray.cluster_resources().get("CPU", 1.0))
-
-
 def cluster_gpus() -> float:
     import ray
 

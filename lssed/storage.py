@@ -4,12 +4,20 @@ Everything goes through a pyarrow filesystem (what Ray Data and Ray Train take),
 disk and S3 share one code path. Credentials come only from the standard AWS chain
 (environment, ~/.aws, instance/pod role); this module never reads, logs or stores them.
 
+S3 requests are retried and time out as :class:`Storage` says (``storage.retries``,
+``storage.connect_timeout_s``, ``storage.request_timeout_s``; docs/cluster.md, "Storage").
+Each process keeps one pyarrow and one s3fs filesystem per endpoint, region and those
+settings, so a Storage (a small frozen dataclass, pickled to Ray workers) is cheap to copy
+and every call reuses the same connection pool.
+
 Stage outputs are committed with a ``_SUCCESS.json`` marker written last: a directory
 without the marker is incomplete, is never read, and is cleared when the stage reruns.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import os
@@ -20,6 +28,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+
+from lssed.config import StorageConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +44,33 @@ def _endpoint(endpoint_url: str | None) -> str | None:
     return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
+def _region(region: str | None) -> str:
+    return region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 @dataclass(frozen=True)
 class Storage:
-    """A root URI plus how to reach it. Paths below the root are '/'-joined strings."""
+    """A root URI plus how to reach it. Paths below the root are '/'-joined strings.
+
+    ``retries``, ``connect_timeout_s`` and ``request_timeout_s`` apply to S3 (both pyarrow
+    and s3fs); their defaults are :class:`lssed.config.StorageConfig`'s.
+    """
 
     uri: str
     endpoint_url: str | None = None
     region: str | None = None
+    retries: int = StorageConfig.retries
+    connect_timeout_s: float = StorageConfig.connect_timeout_s
+    request_timeout_s: float = StorageConfig.request_timeout_s
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise StorageError(f"storage.retries must be an integer >= 0 (retries after the first attempt), "
+                               f"got {self.retries!r}")
+        for name in ("connect_timeout_s", "request_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise StorageError(f"storage.{name} must be a number of seconds > 0, got {value!r}")
 
     # ------------------------------------------------------------------ parsing
     @property
@@ -72,29 +102,28 @@ class Storage:
     # ------------------------------------------------------------------ filesystems
     @property
     def filesystem(self) -> pafs.FileSystem:
+        """pyarrow's filesystem for this storage: one per process and settings (shared)."""
         if self.scheme == "file":
             return pafs.LocalFileSystem()
-        return s3_filesystem(self.endpoint_url, self.region)
+        return _pyarrow_s3(_endpoint(self.endpoint_url), _region(self.region), self.retries,
+                           float(self.connect_timeout_s), float(self.request_timeout_s))
 
     def fsspec(self) -> Any:
-        """An fsspec filesystem for the same storage (s3fs for S3)."""
+        """An fsspec filesystem for the same storage (s3fs for S3): one per process and settings."""
         if self.scheme == "file":
             import fsspec
 
             return fsspec.filesystem("file")
-        import s3fs
-
-        endpoint = _endpoint(self.endpoint_url)
-        client_kwargs: dict[str, Any] = {}
-        if endpoint:
-            client_kwargs["endpoint_url"] = endpoint
-        if self.region:
-            client_kwargs["region_name"] = self.region
-        return s3fs.S3FileSystem(client_kwargs=client_kwargs)
+        return _s3fs(_endpoint(self.endpoint_url), self.region, self.retries,
+                     float(self.connect_timeout_s), float(self.request_timeout_s))
 
     # ------------------------------------------------------------------ paths
     def child(self, *parts: str) -> "Storage":
-        return Storage(self.join_uri(*parts), self.endpoint_url, self.region)
+        return self.at(self.join_uri(*parts))
+
+    def at(self, uri: str) -> "Storage":
+        """Another URI reached the same way (endpoint, region, retries, timeouts)."""
+        return dataclasses.replace(self, uri=uri)
 
     def path(self, *parts: str) -> str:
         """A path inside :attr:`filesystem` below the root."""
@@ -103,9 +132,6 @@ class Storage:
     def join_uri(self, *parts: str) -> str:
         inner = self.path(*parts)
         return f"s3://{inner}" if self.is_s3 else inner
-
-    def uri_of(self, fs_path: str) -> str:
-        return f"s3://{fs_path}" if self.is_s3 else fs_path
 
     # ------------------------------------------------------------------ small I/O
     def exists(self, *parts: str) -> bool:
@@ -153,13 +179,22 @@ class Storage:
         return self.uri
 
 
-def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) -> pafs.S3FileSystem:
-    """pyarrow's S3 filesystem on AWS or any S3-compatible endpoint, default credential chain."""
+# The caches are keyed by everything that shapes the client, endpoint and region resolved
+# from the environment first, so a changed AWS_ENDPOINT_URL gets its own filesystem.
+@functools.lru_cache(maxsize=None)
+def _pyarrow_s3(endpoint: str | None, region: str, retries: int, connect_timeout_s: float,
+                request_timeout_s: float) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem on AWS or any S3-compatible endpoint, default credential chain.
+
+    ``request_timeout`` is, with pyarrow's curl client on Linux, the longest time a request
+    may go without receiving a byte (not a cap on a whole transfer), so large objects are fine.
+    """
     kwargs: dict[str, Any] = {
-        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=10),
-        "region": region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=retries + 1),
+        "connect_timeout": connect_timeout_s,
+        "request_timeout": request_timeout_s,
+        "region": region,
     }
-    endpoint = _endpoint(endpoint_url)
     if endpoint:
         parsed = urlparse(endpoint)
         if parsed.scheme in ("http", "https"):
@@ -172,9 +207,47 @@ def s3_filesystem(endpoint_url: str | None = None, region: str | None = None) ->
     return pafs.S3FileSystem(**kwargs)
 
 
+@functools.lru_cache(maxsize=None)
+def _s3fs(endpoint: str | None, region: str | None, retries: int, connect_timeout_s: float,
+          request_timeout_s: float) -> Any:
+    """s3fs on the same endpoint. botocore does the retrying (standard mode, with backoff);
+    s3fs's own retry loop is cut to one pass so a dead endpoint costs ``retries + 1``
+    attempts, not five times that."""
+    import s3fs
+
+    client_kwargs: dict[str, Any] = {}
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    if region:
+        client_kwargs["region_name"] = region
+    config_kwargs = {
+        "connect_timeout": connect_timeout_s,
+        "read_timeout": request_timeout_s,
+        "retries": {"total_max_attempts": retries + 1, "mode": "standard"},
+    }
+    # skip_instance_cache: fsspec's own cache would hand this instance (with its retry
+    # setting changed below) to any other caller with the same arguments
+    fs = s3fs.S3FileSystem(client_kwargs=client_kwargs, config_kwargs=config_kwargs, skip_instance_cache=True)
+    fs.retries = 1
+    return fs
+
+
+_SETTINGS = ("endpoint_url", "region", "retries", "connect_timeout_s", "request_timeout_s")
+
+
 def storage_from_config(storage_cfg: Any, uri: str | None = None) -> Storage:
-    """A :class:`Storage` for ``uri`` (default: the configured root) with the config's endpoint."""
-    return Storage(uri or storage_cfg.root, storage_cfg.endpoint_url, storage_cfg.region)
+    """A :class:`Storage` for ``uri`` (default: the configured root) reached as ``storage_cfg`` says.
+
+    ``storage_cfg`` is a :class:`~lssed.config.StorageConfig`, another :class:`Storage` (whose
+    endpoint, region, retries and timeouts are reused) or None (defaults; then ``uri`` is needed).
+    """
+    if uri is None:
+        if storage_cfg is None:
+            raise StorageError("no storage URI: pass one or a storage config with a root")
+        # a Storage's own .root is a filesystem path; its URI is what names the place
+        uri = storage_cfg.uri if isinstance(storage_cfg, Storage) else storage_cfg.root
+    settings = {k: getattr(storage_cfg, k) for k in _SETTINGS if getattr(storage_cfg, k, None) is not None}
+    return Storage(uri, **settings)
 
 
 # --------------------------------------------------------------------------- stage outputs

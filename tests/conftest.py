@@ -35,7 +35,7 @@ def ray_session(s3_endpoint):
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3-protocol server (moto) on 127.0.0.1 with bucket ``lssed-test``."""
-    from lssed.testing import moto_s3_server
+    from s3server import moto_s3_server  # tests/s3server.py (tests/ is on sys.path under pytest)
 
     with moto_s3_server("lssed-test") as endpoint:
         yield endpoint

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lssed.storage import SUCCESS_MARKER, Storage, StorageError, stage_output
+from lssed.config import StorageConfig, load_config
+from lssed.storage import SUCCESS_MARKER, Storage, StorageError, stage_output, storage_from_config
+
+from s3server import silent_server
 
 
 def _exercise(st: Storage) -> None:
@@ -98,3 +102,66 @@ def test_s3fs_and_pyarrow_see_the_same_objects(s3_endpoint):
 
 def test_commit_marker_name_is_the_documented_one():
     assert SUCCESS_MARKER == "_SUCCESS.json"
+
+
+# --------------------------------------------------------------------------- retries, timeouts, reuse
+
+
+def test_settings_default_to_the_config_and_travel_with_the_storage():
+    cfg = load_config(None, ["storage.root=s3://b/p", "storage.retries=3", "storage.connect_timeout_s=2",
+                             "storage.request_timeout_s=7.5", "storage.endpoint_url=http://127.0.0.1:9"])
+    st = storage_from_config(cfg.storage)
+    assert (st.uri, st.endpoint_url, st.retries, st.connect_timeout_s, st.request_timeout_s) == \
+        ("s3://b/p", "http://127.0.0.1:9", 3, 2.0, 7.5)
+    # children, other URIs and pickled copies (what Ray workers get) keep every setting
+    for other in (st.child("x"), st.at("s3://c/q"), storage_from_config(st, "s3://c/q"), pickle.loads(pickle.dumps(st))):
+        assert (other.endpoint_url, other.retries, other.connect_timeout_s, other.request_timeout_s) == \
+            ("http://127.0.0.1:9", 3, 2.0, 7.5)
+    plain = Storage("s3://b/p")
+    defaults = StorageConfig()
+    assert (plain.retries, plain.connect_timeout_s, plain.request_timeout_s) == \
+        (defaults.retries, defaults.connect_timeout_s, defaults.request_timeout_s)
+    assert storage_from_config(None, "/tmp/x").retries == defaults.retries
+
+
+def test_bad_settings_say_what_to_set():
+    with pytest.raises(StorageError, match="storage.retries must be an integer >= 0"):
+        Storage("s3://b/p", retries=-1)
+    with pytest.raises(StorageError, match="storage.request_timeout_s must be a number of seconds > 0"):
+        Storage("s3://b/p", request_timeout_s=0)
+    with pytest.raises(StorageError, match="storage.connect_timeout_s"):
+        Storage("s3://b/p", connect_timeout_s=-1.0)
+
+
+def test_one_filesystem_per_process_and_settings(s3_endpoint):
+    st = Storage("s3://lssed-test/storage-test/cache", s3_endpoint, retries=4, connect_timeout_s=3.0,
+                 request_timeout_s=9.0)
+    assert st.filesystem is st.filesystem is st.child("a", "b").filesystem
+    assert st.filesystem is pickle.loads(pickle.dumps(st)).filesystem
+    assert st.fsspec() is st.child("a").fsspec()
+    changed = Storage(st.uri, s3_endpoint, retries=4, connect_timeout_s=3.0, request_timeout_s=8.0)
+    assert changed.filesystem is not st.filesystem and changed.fsspec() is not st.fsspec()
+    # the settings reached both clients (pyarrow's own description of its filesystem; botocore's config)
+    pa_options = st.filesystem.__reduce__()[1][0]
+    assert (pa_options["connect_timeout"], pa_options["request_timeout"]) == (3.0, 9.0)
+    config = st.fsspec().s3.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (3.0, 9.0)
+    assert config.retries == {"total_max_attempts": 5, "mode": "standard"}
+    # and the shared filesystem works
+    st.write_bytes(b"cached", "c.txt")
+    assert st.fsspec().cat(f"{st.root}/c.txt") == b"cached"
+
+
+def test_hung_endpoint_fails_after_the_configured_attempts_instead_of_hanging():
+    """A server that accepts connections and never answers: every attempt times out, the request is
+    tried exactly retries + 1 times (one connection each), then the error reaches the caller."""
+    with silent_server() as server:
+        st = Storage("s3://bucket/prefix", server.url, retries=2, connect_timeout_s=1.0, request_timeout_s=1.0)
+        with pytest.raises(OSError, match="(?i)timeout"):
+            st.read_bytes("x.txt")
+        assert server.connections == 3
+    with silent_server() as server:
+        st = Storage("s3://bucket/prefix", server.url, retries=1, connect_timeout_s=1.0, request_timeout_s=1.0)
+        with pytest.raises(OSError, match="(?i)timeout"):
+            st.fsspec().info(f"{st.root}/x.txt")
+        assert server.connections == 2

@@ -1,4 +1,4 @@
-"""The model zoo (PAPER.md "Models", Table 5): a registry of builders by name.
+"""The model zoo (docs/paper.md "Models", Table 5): a registry of builders by name.
 
 ``create_model(name, num_classes=4, **kw)`` returns an ``nn.Module`` that maps log-mel input
 ``(B, 1, n_mels, T)`` (any ``n_mels >= 64``, any ``T >= 1``) to ``(B, num_classes)`` logits and

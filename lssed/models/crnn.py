@@ -1,4 +1,4 @@
-"""CRNN with attention pooling: a typical open-source SER baseline (stands in for PAPER.md's
+"""CRNN with attention pooling: a typical open-source SER baseline (stands in for docs/paper.md's
 unnamed baselines [23]-[25], which score below plain VGG/ResNet).
 
 Four conv blocks (3x3 conv-BN-ReLU, 2x2 max-pool on the first two, frequency-only pooling on

@@ -1,6 +1,6 @@
 """MTS-ResNet: multi-time-scale convolution (Guizzo et al., ICASSP 2020) on ResNet backbones.
 
-PAPER.md: "MTS-3 branches" on ResNet-152. Every conv whose kernel spans more than one frame
+docs/paper.md: "MTS-3 branches" on ResNet-152. Every conv whose kernel spans more than one frame
 runs its ONE kernel at three time scales in parallel and merges the outputs by an
 element-wise max ("pooled map"); no parameters are added, so the state_dict is a ResNet's.
 

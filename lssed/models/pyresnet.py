@@ -1,6 +1,6 @@
 """PyResNet: the LSSED authors' Pyramidal-Convolution ResNet (Duta et al. 2020) for speech.
 
-PAPER.md / the authors' ``pyconvresnet.py``: 1-channel 7x7 stride-2 stem with BN+ReLU and no
+docs/paper.md / the authors' ``pyconvresnet.py``: 1-channel 7x7 stride-2 stem with BN+ReLU and no
 max-pool; bottleneck blocks (expansion 4), widths 64/128/256/512, every stage starts with
 stride 2; the block's 3x3 is a pyramid of parallel convs concatenated along channels
 (stage 1: kernels 3/5/7/9, groups 1/4/8/16, quarter each; stage 2: 3/5/7, groups 1/4/8,

@@ -1,4 +1,4 @@
-"""ResNet-18/34/50/101/152 (He et al. 2016) for 1-channel log-mel input (PAPER.md Table 5).
+"""ResNet-18/34/50/101/152 (He et al. 2016) for 1-channel log-mel input (docs/paper.md, Table 5).
 
 torchvision's layout (stride on the 3x3 conv, "v1.5") with a 1-channel 7x7 stem, global average
 pooling and a linear ``fc``. ``conv_layer`` swaps the spatial convs (the MTS variant uses it).

@@ -1,9 +1,10 @@
 """The per-utterance chain, as pure functions: decode -> denoise -> gain -> log-mel -> row.
 
-Paper (PAPER.md): 16 kHz mono, spectral-subtraction denoising, volume x2, STFT Hann 1024 /
+Paper (docs/paper.md): 16 kHz mono, spectral-subtraction denoising, volume x2, STFT Hann 1024 /
 hop 512, power 2, 128 mel bands; we add a log (``features.log``). The gain clips to
 [-1, 1] and counts every clipped sample (never silently). A row that fails at any step
-becomes a quarantine row ``(utt_id, media_uri, stage, error)``; nothing is dropped.
+becomes a quarantine row ``(utt_id, media_uri, stage, error)``, logged as a warning; nothing
+is dropped.
 
 :func:`process_chunk` runs the chain over a manifest slice (rows grouped by media file, each
 file opened once) and returns Arrow tables plus JSON-able stats; it performs no writes, so
@@ -168,7 +169,7 @@ def process_chunk(
         segments = [Segment(rows[i].get("start_s"), rows[i].get("end_s")) for i in idx]
         t0 = time.process_time()
         decoded = decode_file(media_uri, segments, storage=storage, sample_rate=pre.sample_rate,
-                              max_missing_s=pre.max_missing_s, opener=opener)
+                              max_missing_s=pre.max_missing_s, max_segment_s=pre.max_segment_s, opener=opener)
         timings["decode"] += time.process_time() - t0
         for i, result in zip(idx, decoded):
             if isinstance(result, DecodeError):
@@ -194,8 +195,14 @@ def process_chunk(
         },
         schema=QUARANTINE_SCHEMA,
     )
+    # One line per row, so a quarantined utterance can be found in the logs of the actor that
+    # processed it; the counts by reason are in the stats and in _SUCCESS.json.
     for i in qrows:
-        log.debug("quarantined %s (%s): %s", rows[i]["utt_id"], quarantined[i][0], quarantined[i][2])
+        log.warning("quarantined %s (%s, %s): %s", rows[i]["utt_id"], quarantined[i][0], rows[i]["media_uri"],
+                    quarantined[i][2])
+    if qrows:
+        log.info("%d of %d rows quarantined: %s", len(qrows), len(rows),
+                 dict(Counter(f"{quarantined[i][0]}/{quarantined[i][1]}" for i in qrows)))
 
     samples_out = sum(int(kept[i].waveform.size) for i in order)
     clipped = sum(kept[i].clipped_samples for i in order)

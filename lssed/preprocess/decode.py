@@ -58,9 +58,9 @@ def open_source(uri: str, storage: Any | None = None) -> str | IO[bytes]:
     """
     parsed = urlparse(uri)
     if parsed.scheme in ("s3", "s3a"):
-        from lssed.storage import Storage
+        from lssed.storage import storage_from_config
 
-        st = Storage(uri, getattr(storage, "endpoint_url", None), getattr(storage, "region", None))
+        st = storage_from_config(storage, uri)  # the endpoint, region, retries and timeouts of `storage`
         try:
             return st.filesystem.open_input_file(st.root)
         except FileNotFoundError as exc:

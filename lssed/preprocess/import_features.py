@@ -1,6 +1,6 @@
 """Import precomputed spectrograms (e.g. LSSED's released feature set) as feature shards.
 
-LSSED's public release has features, not audio (PAPER.md). This turns one ``.npy`` array
+LSSED's public release has features, not audio (docs/paper.md). This turns one ``.npy`` array
 per utterance plus a label CSV into the same shards as ``lssed preprocess`` (SHARD_SCHEMA,
 ``waveform`` null), committed the same way under ``<out>/features/<digest>/``, so the model
 zoo trains on them unchanged. Without waveforms, other STFT windows cannot be recomputed.

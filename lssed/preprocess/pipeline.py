@@ -84,7 +84,26 @@ def num_actors(cfg: Any, n_chunks: int) -> int:
     return max(1, min(wanted, n_chunks))
 
 
-ACTOR_POOL_START_TIMEOUT_S = 600
+def chunk_dataset(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_storage: Storage | None,
+                  actors: int) -> Any:
+    """The lazy Ray Dataset of the chunks mapped by a pool of ``actors`` :class:`ChunkWorker`."""
+    import ray
+
+    ds = ray.data.from_arrow(chunks)
+    # Start the whole pool before work is handed out, so that the first actor up does not take
+    # every chunk of a small job while actors on other nodes are still importing torch. Set on
+    # this dataset's own DataContext (Ray Data snapshots the process's one when a dataset is
+    # created), so other datasets of the process, e.g. training's, keep their setting.
+    ds.context.wait_for_min_actors_s = cfg.preprocess.actor_start_timeout_s
+    return ds.map_batches(
+        ChunkWorker,
+        batch_size=None,  # a batch is a whole block, i.e. a whole chunk
+        batch_format="pyarrow",
+        # A chunk is seconds to minutes of work: one in flight per actor balances the pool.
+        compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+        num_cpus=cfg.preprocess.cpus_per_actor,
+        fn_constructor_kwargs={"cfg": cfg, "out": out, "media_storage": media_storage},
+    )
 
 
 def run_chunks(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_storage: Storage | None) -> Iterator[dict[str, int]]:
@@ -93,24 +112,10 @@ def run_chunks(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_storage:
     Yields one summary per finished chunk, in completion order. Ray Data shows its progress
     bars; the caller logs chunk progress.
     """
-    import ray
-
     if not chunks:
         return
     n = num_actors(cfg, len(chunks))
     log.info("preprocessing %d chunk(s) on %d actor(s)", len(chunks), n)
-    # Start the whole pool before work is handed out, so that the first actor up does not take
-    # every chunk of a small job while actors on other nodes are still importing torch.
-    ray.data.DataContext.get_current().wait_for_min_actors_s = ACTOR_POOL_START_TIMEOUT_S
-    ds = ray.data.from_arrow(chunks)
-    ds = ds.map_batches(
-        ChunkWorker,
-        batch_size=None,  # a batch is a whole block, i.e. a whole chunk
-        batch_format="pyarrow",
-        # A chunk is seconds to minutes of work: one in flight per actor balances the pool.
-        compute=ray.data.ActorPoolStrategy(size=n, max_tasks_in_flight_per_actor=1),
-        num_cpus=cfg.preprocess.cpus_per_actor,
-        fn_constructor_kwargs={"cfg": cfg, "out": out, "media_storage": media_storage},
-    )
+    ds = chunk_dataset(chunks, cfg, out=out, media_storage=media_storage, actors=n)
     for row in ds.iter_rows():
         yield {k: int(v) for k, v in row.items()}

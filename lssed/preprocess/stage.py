@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # Bump when the chain's output changes for the same config (it is part of the digest).
 PIPELINE_VERSION = 1
 STAGE = "features"
-_THROUGHPUT_KEYS = ("num_actors", "cpus_per_actor", "keep_freed_memory")
+_THROUGHPUT_KEYS = ("num_actors", "cpus_per_actor", "actor_start_timeout_s", "keep_freed_memory")
 _UNKNOWN_SPAN_S = 30.0
 
 
@@ -69,7 +69,7 @@ def read_manifest(manifest_uri: str | os.PathLike[str], storage_cfg: Any = None)
     and utt_ids must be unique and non-null.
     """
     manifest_uri = os.fspath(manifest_uri)
-    st = Storage(manifest_uri, getattr(storage_cfg, "endpoint_url", None), getattr(storage_cfg, "region", None))
+    st = storage_from_config(storage_cfg, manifest_uri)
     if not st.exists():
         raise ManifestError(f"manifest {manifest_uri} does not exist (write one with `lssed prepare ...`)")
     try:
@@ -316,7 +316,7 @@ def _feature_set(dest: Storage, marker: dict[str, Any], *, skipped: bool) -> Fea
 
 def open_feature_set(features_uri: str, storage_cfg: Any = None) -> FeatureSet:
     """The :class:`FeatureSet` of an already committed ``<out>/features/<digest>`` URI."""
-    st = Storage(features_uri, getattr(storage_cfg, "endpoint_url", None), getattr(storage_cfg, "region", None))
+    st = storage_from_config(storage_cfg, features_uri)
     if not st.exists(SUCCESS_MARKER):
         raise StorageError(f"{features_uri} has no {SUCCESS_MARKER}: run `lssed preprocess` (or import-features) first")
     return _feature_set(st, st.read_json(SUCCESS_MARKER), skipped=True)

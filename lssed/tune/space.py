@@ -26,7 +26,7 @@ from lssed.config import Config, ConfigError, config_to_dict, digest, replace_se
 
 # A trial's driver (the Tune function that runs TorchTrainer.fit) and the Ray Data tasks that
 # feed its workers each need CPU beside the workers themselves; on a 2-core laptop starving
-# Ray Data hangs training (STACK.md), so concurrency leaves this much per trial.
+# Ray Data hangs training (docs/install.md, gotcha 2), so concurrency leaves this much per trial.
 DRIVER_CPUS = 0.5
 DATA_CPUS = 1.0
 

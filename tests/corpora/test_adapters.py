@@ -1,4 +1,4 @@
-"""Every corpus adapter on a small generated tree of exactly its release layout (PAPER.md)."""
+"""Every corpus adapter on a small generated tree of exactly its release layout (docs/corpora.md)."""
 
 from __future__ import annotations
 

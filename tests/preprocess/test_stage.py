@@ -125,7 +125,8 @@ def test_rerun_skips_and_cli_reports(local_run, mixed_manifest, capsys):
     assert marker.stat().st_mtime_ns == before
     # throughput knobs are not part of the digest; the CLI finds the same committed set
     rc = main(["preprocess", str(path), "--out", out.uri, "--set", "preprocess.num_actors=1",
-               "--set", "preprocess.denoise=noisereduce-stationary", "--set", "preprocess.rows_per_shard=3"])
+               "--set", "preprocess.denoise=noisereduce-stationary", "--set", "preprocess.rows_per_shard=3",
+               "--set", "preprocess.actor_start_timeout_s=30"])
     text = capsys.readouterr().out
     assert rc == 0 and fs.uri in text and "skipped" in text and f"{fs.rows_quarantined} quarantined" in text
     # a config change that alters the output gets a new digest
@@ -211,6 +212,20 @@ def test_demo_corpus_with_the_paper_chain(demo_manifest, ray_session, tmp_path):
         assert (r["label4"], r["split"]) == (m["label4"], m["split"])
         assert r["n_mels"] == 128 and abs(r["n_frames"] - (m["end_s"] - m["start_s"]) * 16000 / 512) <= 2
     assert fs.stats["files_opened"] >= len(set(manifest.column("media_uri").to_pylist()))
+
+
+@pytest.mark.ray
+def test_actor_start_timeout_is_set_on_the_preprocessing_dataset_only(ray_session, tmp_path):
+    """The pool-start wait is the preprocessing dataset's own setting, not the process's."""
+    from ray.data import DataContext
+
+    from lssed.preprocess.pipeline import CHUNK_COLUMN, chunk_dataset
+
+    before = DataContext.get_current().wait_for_min_actors_s
+    cfg = load_config(None, ["preprocess.actor_start_timeout_s=123"])
+    ds = chunk_dataset([pa.table({CHUNK_COLUMN: [0]})], cfg, out=Storage(str(tmp_path)), media_storage=None, actors=1)
+    assert ds.context.wait_for_min_actors_s == 123
+    assert DataContext.get_current().wait_for_min_actors_s == before != 123
 
 
 def test_manifest_errors_say_what_to_fix(tmp_path):

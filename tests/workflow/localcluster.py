@@ -34,7 +34,7 @@ def free_port() -> int:
 def cluster_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env.update(
-        RAY_AUTH_MODE="disabled",  # both sides (see ../shared/STACK.md gotcha 4)
+        RAY_AUTH_MODE="disabled",  # both sides (docs/cluster.md, "Token authentication")
         RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
         RAY_DATA_DISABLE_PROGRESS_BARS="1",
         RAY_USAGE_STATS_ENABLED="0",
