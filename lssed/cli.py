@@ -1,4 +1,9 @@
-"""The ``lssed`` command line. Each subcommand lives beside its stage (``<stage>/cli.py``)."""
+"""The ``lssed`` command line. Each subcommand lives beside its stage (``<stage>/cli.py``).
+
+Exit status: 0 done; 1 a stage failed, or an unexpected error (a bug: logged with its
+traceback); 2 a usage error (bad arguments or settings, a missing input: one line saying
+what to fix); 130 interrupted.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("lssed.tune.cli", "sweep models x STFT windows x optimiser settings (Ray Tune, ASHA)"),
     "report": ("lssed.report.cli", "benchmark tables, plots and an HTML page from the runs in storage"),
     "models": ("lssed.models.cli", "list the model zoo (--table: parameters and GFLOPs); import checkpoints"),
-    "run": ("lssed.workflow", "the whole workflow from one config (same as workflows/full.py)"),
+    "run": ("lssed.workflow_cli", "the whole workflow from one config (same as workflows/full.py)"),
 }
 
 EPILOG = """\
@@ -31,31 +36,20 @@ Typical use:
   lssed prepare generic demo/corpus.csv --out demo/manifest.parquet
   lssed preprocess demo/manifest.parquet --out runs/demo
   lssed train runs/demo/features/<digest> --model resnet18 --out runs/demo
+  lssed report runs/demo                          # -> runs/demo/report/index.html
   lssed run                                       # all of it on the demo corpus
-Storage URIs may be local paths or s3://bucket/prefix (set storage.endpoint_url for
-S3-compatible servers); credentials come from the standard AWS chain.
+Commands that write into storage take --out URI (default: storage.root from the config): a
+local path or s3://bucket/prefix (set storage.endpoint_url for S3-compatible servers);
+credentials come from the standard AWS chain. Logging: INFO by default, -v debug, -q warnings.
 """
 
 
-class _Unavailable:
-    def __init__(self, module: str, reason: str) -> None:
-        self.module, self.reason = module, reason
-
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("rest", nargs=argparse.REMAINDER)
-
-    def main(self, args: argparse.Namespace) -> int:
-        log.error("this subcommand is not available in this build (%s: %s)", self.module, self.reason)
-        return 2
-
-
-def _load(module: str):
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module or module.startswith(exc.name + ".")):
-            return _Unavailable(module, "not implemented yet")
-        raise
+def _add_logging_arguments(parser: argparse.ArgumentParser, suffix: str = "") -> None:
+    # Accepted before and after the subcommand (`lssed -v run`, `lssed run -v`); the counts add up.
+    parser.add_argument("-v", "--verbose", dest="verbose" + suffix, action="count", default=0,
+                        help="more logging: -v debug (-vv: also Ray's and the S3 clients' INFO lines)")
+    parser.add_argument("-q", "--quiet", dest="quiet" + suffix, action="count", default=0,
+                        help="less logging: warnings and errors only")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -68,24 +62,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lssed {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    _add_logging_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         if command not in (None, name):
             sub.add_parser(name, help=help_text)
             continue
-        impl = _load(module)
-        p = sub.add_parser(name, help=help_text, description=(getattr(impl, "__doc__", None) or help_text).strip(),
+        impl = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=(impl.__doc__ or help_text).strip(),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         impl.add_arguments(p)
+        _add_logging_arguments(p, "_sub")
         p.set_defaults(_impl=impl)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from lssed.config import ConfigError
+    from lssed.errors import is_user_error
     from lssed.logs import configure_logging
-    from lssed.storage import StorageError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), None)
@@ -94,15 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    configure_logging(args.verbose)
+    configure_logging(args.verbose + args.verbose_sub - args.quiet - args.quiet_sub)
     try:
         return int(args._impl.main(args) or 0)
-    except (ConfigError, StorageError, FileNotFoundError, ValueError) as exc:
-        log.error("%s", exc)
-        return 2
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - every error ends here, classified
+        if is_user_error(exc):
+            log.error("%s", exc)
+            return 2
+        log.exception("lssed %s failed with an unexpected error (a bug: please report it with this traceback)",
+                      args.command)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from torch import nn
 
@@ -31,6 +31,19 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def unknown_models(names: Iterable[str]) -> list[str]:
+    """Those of ``names`` that are not registered, in the order given, without repeats."""
+    return [n for n in dict.fromkeys(names) if n not in _REGISTRY]
+
+
+def unknown_model_message(names: Iterable[str]) -> str:
+    """The one wording of an unknown-model error (the config check and :func:`create_model`)."""
+    names = list(names)
+    quoted = ", ".join(repr(n) for n in names)
+    return (f"unknown model{'s' if len(names) > 1 else ''} {quoted}; available (`lssed models`): "
+            f"{', '.join(list_models())}")
+
+
 def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | None = None, **kw) -> nn.Module:
     """Build model ``name`` for ``num_classes`` classes; extra keywords go to the family's class.
 
@@ -38,7 +51,7 @@ def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | No
     ``weights_only=True``; a mismatch raises :class:`lssed.models.checkpoints.CheckpointMismatch`.
     """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+        raise ValueError(unknown_model_message([name]))
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     model = _REGISTRY[name](num_classes=num_classes, **kw)
@@ -53,4 +66,4 @@ def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | No
 # Importing the family modules registers their builders.
 from lssed.models import crnn, mts, pyresnet, resnet, vgg  # noqa: E402,F401
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = ["create_model", "list_models", "register_model", "unknown_model_message", "unknown_models"]

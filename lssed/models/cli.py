@@ -41,9 +41,14 @@ def main(args: argparse.Namespace) -> int:
         return 0
     from lssed.models.stats import model_stats
 
-    shape = tuple(int(v) for v in args.input.split(","))
+    from lssed.errors import UserError
+
+    try:
+        shape = tuple(int(v) for v in args.input.split(","))
+    except ValueError:
+        shape = ()
     if len(shape) != 4:
-        raise ValueError(f"--input must be four comma-separated sizes B,C,F,T, got {args.input!r}")
+        raise UserError(f"--input must be four comma-separated sizes B,C,F,T, got {args.input!r}")
     print(f"{'model':<16} {'params (M)':>11} {'GFLOPs':>9}   (forward, input {shape})")
     for name in list_models():
         s = model_stats(name, shape)
@@ -52,10 +57,14 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from lssed.errors import UserError
+    from lssed.models import unknown_model_message, unknown_models
     from lssed.models.checkpoints import import_checkpoint
 
     if not args.path or not args.out:
-        raise ValueError("usage: lssed models import PATH --out STATE.pt [--model NAME] [--trust-pickle]")
+        raise UserError("usage: lssed models import PATH --out STATE.pt [--model NAME] [--trust-pickle]")
+    if args.model and unknown_models([args.model]):
+        raise UserError(f"--model: {unknown_model_message([args.model])}")
     res = import_checkpoint(args.path, args.out, model=args.model, num_classes=args.num_classes,
                             trust_pickle=args.trust_pickle)
     print(f"{res.model} ({res.num_classes} classes, {res.num_tensors} tensors, from a {res.source_format}) "

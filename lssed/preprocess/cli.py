@@ -7,7 +7,7 @@ log-mel (features.*: Hann 1024, hop 512, 128 slaney mel bands, log). Rows that f
 quarantine table with their reason. Output: <out>/features/<digest>/{shards,quarantine,
 _SUCCESS.json}; a rerun with the same manifest and config skips, a killed run resumes.
 
-Example:
+Settings are checked before Ray starts. --out defaults to storage.root. Example:
   lssed preprocess demo/manifest.parquet --out runs/demo --set preprocess.denoise=none
 """
 
@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from lssed.cliutil import add_config_arguments, config_from_args
+from lssed.cliutil import add_config_arguments, add_force_argument, add_out_argument, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="manifest parquet (local path, file:// or s3://), from `lssed prepare`")
-    parser.add_argument("--out", required=True, metavar="URI",
-                        help="storage root (local path, file:// or s3://BUCKET/PREFIX); features go to URI/features/<digest>")
-    parser.add_argument("--force", action="store_true", help="redo a committed feature set")
+    add_out_argument(parser, "storage root; features go to URI/features/<digest>")
+    add_force_argument(parser, "a committed feature set")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_config_arguments(parser)
 
@@ -31,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from lssed.preprocess.stage import preprocess
     from lssed.storage import storage_from_config
+    from lssed.validate import validate_config
 
-    cfg = config_from_args(args, [f"storage.root={args.out}"])
+    cfg = validate_config(config_from_args(args), "preprocess")
     out = storage_from_config(cfg.storage)
     fs = preprocess(cfg, args.manifest, out=out, force=args.force)
     if args.json:

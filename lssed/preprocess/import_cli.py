@@ -15,23 +15,24 @@ from __future__ import annotations
 
 import argparse
 
-from lssed.cliutil import add_config_arguments, config_from_args
+from lssed.cliutil import add_config_arguments, add_force_argument, add_out_argument, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("feature_dir", help="folder of per-utterance .npy spectrograms")
     parser.add_argument("labels", help="label CSV: utt_id,label[,speaker,gender,age,session,split,corpus,path]")
-    parser.add_argument("--out", required=True, metavar="URI", help="storage root (local path or s3://BUCKET/PREFIX)")
+    add_out_argument(parser, "storage root; features go to URI/features/<digest>")
     parser.add_argument("--transposed", action="store_true", help="arrays are (frames, n_mels) instead of (n_mels, frames)")
-    parser.add_argument("--force", action="store_true", help="redo a committed import")
+    add_force_argument(parser, "a committed import")
     add_config_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     from lssed.preprocess.import_features import import_features
     from lssed.storage import storage_from_config
+    from lssed.validate import validate_config
 
-    cfg = config_from_args(args, [f"storage.root={args.out}"])
+    cfg = validate_config(config_from_args(args), "import")
     fs = import_features(cfg, args.feature_dir, args.labels, out=storage_from_config(cfg.storage),
                          transposed=args.transposed, force=args.force)
     print(fs.uri)

@@ -3,7 +3,9 @@
 Each trial is a normal training run (one TorchTrainer) in <out>/runs/<run name>/, named
 tune-<sweep>-<model>-w<win>-h<hop>-lr<lr>-c<crop>-s<seed>; ASHA stops weak trials on
 validation UA; the best trial is chosen on validation UA only. The Tune experiment lives in
-<out>/tune/<sweep>/: rerunning the same command after an interruption resumes it.
+<out>/tune/<sweep>/ (--out default storage.root): rerunning the same command after an
+interruption resumes it; --force deletes the experiment and its trial runs and starts again.
+A trial whose training gave up is retried train.max_failures times.
 
 Space: tune.models, tune.windows (samples; paper: 400 = 25 ms, 1024 = 64 ms), tune.hops
 (empty: half the window), tune.lrs, tune.crop_frames, tune.search (grid|random),
@@ -16,22 +18,23 @@ from __future__ import annotations
 
 import argparse
 
-from lssed.cliutil import add_config_arguments, config_from_args
+from lssed.cliutil import add_config_arguments, add_force_argument, add_out_argument, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("features_uri", metavar="FEATURES_URI", help="<out>/features/<digest> from `lssed preprocess`")
-    parser.add_argument("--out", required=True, metavar="URI", help="storage root for runs/ and tune/")
+    add_out_argument(parser, "storage root for runs/ and tune/")
+    add_force_argument(parser, "the sweep (its Tune experiment and trial runs)")
     add_config_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    from lssed.config import replace_section
     from lssed.storage import storage_from_config
     from lssed.tune.sweep import tune
+    from lssed.validate import validate_config
 
-    cfg = replace_section(config_from_args(args), "storage", root=args.out)
-    result = tune(cfg, args.features_uri, out=storage_from_config(cfg.storage, args.out))
+    cfg = validate_config(config_from_args(args), "tune")
+    result = tune(cfg, args.features_uri, out=storage_from_config(cfg.storage), force=args.force)
     print(f"sweep {result.sweep_name}{' (resumed)' if result.resumed else ''}: {len(result.trials)} trial(s), "
           f"{result.max_concurrent_trials} at a time; experiment {result.experiment_uri}")
     print(result.table_markdown())

@@ -57,34 +57,16 @@ def n_fft_for(window: int, n_fft: int) -> int:
     return n_fft if window <= n_fft else window
 
 
-def _positive(values: tuple, key: str) -> None:
-    for v in values:
-        if v <= 0:
-            raise ConfigError(f"{key} must hold positive values, got {list(values)}")
-
-
 def trial_specs(cfg: Config) -> list[TrialSpec]:
-    """Every trial of the sweep, in a stable order."""
+    """Every trial of the sweep, in a stable order (``cfg`` checked by ``validate_config(cfg, "tune")``)."""
     t = cfg.tune
-    models = t.models or (cfg.train.model,)
-    windows = t.windows or (cfg.features.win_length,)
+    models, windows = t.models, t.windows
     lrs = t.lrs or (cfg.train.lr,)
     crops = t.crop_frames or (cfg.train.crop_frames,)
-    _positive(windows, "tune.windows")
-    _positive(t.hops, "tune.hops")
-    _positive(lrs, "tune.lrs")
-    _positive(crops, "tune.crop_frames")
-    if t.num_samples < 1:
-        raise ConfigError(f"tune.num_samples must be >= 1, got {t.num_samples}")
-    if len(set(models)) != len(models) or len(set(windows)) != len(windows):
-        raise ConfigError("tune.models and tune.windows must not repeat a value")
 
     points = []
     for model, window, lr, crop in itertools.product(models, windows, lrs, crops):
         for hop in (t.hops or (max(1, window // 2),)):
-            if hop > window:
-                raise ConfigError(f"tune.hops: hop {hop} > window {window} would skip samples; "
-                                  "use hops no longer than the shortest window")
             points.append((model, window, hop, lr, crop))
     base_seed = cfg.train.seed
     if t.search == "grid":
@@ -139,8 +121,6 @@ def trial_resources(cfg: Config) -> tuple[float, float]:
 def max_concurrent(cfg: Config, cluster_cpus: float, cluster_gpus: float, n_trials: int) -> int:
     """``tune.max_concurrent_trials`` or as many trials as the cluster's CPUs (and GPUs) fit."""
     if cfg.tune.max_concurrent_trials is not None:
-        if cfg.tune.max_concurrent_trials < 1:
-            raise ConfigError("tune.max_concurrent_trials must be >= 1 (or null: from the cluster's resources)")
         return min(cfg.tune.max_concurrent_trials, max(1, n_trials))
     cpus, gpus = trial_resources(cfg)
     fit = math.floor(cluster_cpus / cpus) if cpus > 0 else n_trials

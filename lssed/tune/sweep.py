@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lssed.config import Config
+from lssed.errors import InputNotFoundError
 from lssed.storage import SUCCESS_MARKER, Storage, storage_from_config
 from lssed.train.results import RESULTS_FILE, RunResults
 from lssed.tune import space
@@ -151,29 +152,48 @@ def _trial_dirname(trial: Any) -> str:
             f"-lr{spec.get('lr')}-c{spec.get('crop_frames')}-s{spec.get('seed')}")
 
 
-def _validate(cfg: Config, specs: list[TrialSpec], features_uri: str) -> None:
-    from lssed.models import list_models
-
-    known = set(list_models())
-    unknown = sorted({s.model for s in specs} - known)
-    if unknown:
-        raise ValueError(f"tune.models: unknown model(s) {unknown}; available: {', '.join(sorted(known))}")
+def _require_features(cfg: Config, features_uri: str) -> None:
     storage = storage_from_config(cfg.storage, features_uri)
     if not storage.exists(SUCCESS_MARKER):
-        raise FileNotFoundError(f"{features_uri} has no {SUCCESS_MARKER}: pass the features directory "
-                                "`lssed preprocess` printed (<out>/features/<digest>)")
+        raise InputNotFoundError(f"{features_uri} has no {SUCCESS_MARKER}: pass the features directory "
+                                 "`lssed preprocess` printed (<out>/features/<digest>)")
 
 
-def tune(cfg: Config, features_uri: str, *, out: Storage) -> SweepResult:
-    """Sweep ``cfg.tune``'s space over the features at ``features_uri``; runs go to ``<out>/runs/``."""
+def clear_sweep(cfg: Config, features_uri: str, *, out: Storage) -> None:
+    """Delete the sweep's Tune experiment and its trials' runs, so that it runs again from scratch."""
+    sweep = space.sweep_name(cfg, features_uri)
+    log.info("sweep %s: --force, deleting its experiment and trial runs", sweep)
+    out.child("tune", sweep).delete_dir()
+    for spec in space.trial_specs(cfg):
+        out.child("runs", space.run_name_for(sweep, spec)).delete_dir()
+
+
+def run_config(cfg: Config, sweep: str, storage_path: str, storage_fs: Any) -> Any:
+    """The experiment's ``RunConfig``: a trial whose TorchTrainer gave up (after its own
+    ``train.max_failures`` worker restarts) is retried by Tune ``train.max_failures`` times."""
+    from ray import tune as rtune
+
+    return rtune.RunConfig(name=sweep, storage_path=storage_path, storage_filesystem=storage_fs,
+                           failure_config=rtune.FailureConfig(max_failures=cfg.train.max_failures), verbose=1)
+
+
+def tune(cfg: Config, features_uri: str, *, out: Storage, force: bool = False) -> SweepResult:
+    """Sweep ``cfg.tune``'s space over the features at ``features_uri``; runs go to ``<out>/runs/``.
+
+    ``force``: delete the sweep's experiment and trial runs first (see :func:`clear_sweep`).
+    """
     import ray
     from ray import tune as rtune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from lssed.runtime import init_ray
+    from lssed.validate import validate_config
 
+    cfg = validate_config(cfg, "tune")
+    _require_features(cfg, features_uri)
     specs = space.trial_specs(cfg)
-    _validate(cfg, specs, features_uri)
+    if force:
+        clear_sweep(cfg, features_uri, out=out)
     init_ray(cfg.ray)
     resources = ray.cluster_resources()
     concurrency = space.max_concurrent(cfg, float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0)),
@@ -211,8 +231,7 @@ def tune(cfg: Config, features_uri: str, *, out: Storage) -> SweepResult:
             tune_config=rtune.TuneConfig(metric=METRIC, mode="max", scheduler=scheduler,
                                          max_concurrent_trials=concurrency, num_samples=1,
                                          trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
-            run_config=rtune.RunConfig(name=sweep, storage_path=storage_path, storage_filesystem=storage_fs,
-                                       failure_config=rtune.FailureConfig(max_failures=1), verbose=1),
+            run_config=run_config(cfg, sweep, storage_path, storage_fs),
         )
     log.info("sweep %s: %d trial(s), %d at a time, %d epoch(s) each, ASHA=%s, experiment %s", sweep, len(specs),
              concurrency, epochs, cfg.tune.asha and epochs > 1, experiment_uri)
