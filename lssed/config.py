@@ -19,8 +19,10 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar
 
 import yaml
 
+from lssed.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A configuration value or key is invalid; the message says how to fix it."""
 
 

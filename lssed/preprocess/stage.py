@@ -182,7 +182,9 @@ def preprocess(cfg: Config, manifest_uri: str | os.PathLike[str], *, out: Storag
     """Run (or skip, or resume) the preprocess stage; returns the committed :class:`FeatureSet`."""
     from lssed.preprocess.chain import merge_stats
     from lssed.preprocess.shards import CHUNKS_DIR, QUARANTINE_DIR, SHARDS_DIR, done_chunks, read_column, remove_stale
+    from lssed.validate import validate_config
 
+    validate_config(cfg, "preprocess")  # every bad setting named, before Ray or any decoding starts
     t0 = time.perf_counter()
     manifest_uri = os.fspath(manifest_uri)
     manifest = read_manifest(manifest_uri, cfg.storage)

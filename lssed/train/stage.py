@@ -10,7 +10,7 @@ import logging
 import re
 
 from lssed.config import Config, config_to_dict, digest, replace_section
-from lssed.storage import Storage, storage_from_config
+from lssed.storage import Storage
 from lssed.train.results import Metrics, RunResults
 
 log = logging.getLogger(__name__)
@@ -31,22 +31,34 @@ def default_run_name(cfg: Config, model: str, features_digest: str) -> str:
 
 
 def train(cfg: Config, features_uri: str, *, out: Storage, model: str | None = None,
-          run_name: str | None = None) -> RunResults:
-    """Train (or resume, or return the finished) run of ``model`` on ``features_uri``."""
+          run_name: str | None = None, force: bool = False) -> RunResults:
+    """Train (or resume, or return the finished) run of ``model`` on ``features_uri``.
+
+    ``force``: delete the run (results, checkpoints) first and train it from scratch.
+    """
     from lssed.runtime import init_ray
     from lssed.train.data import describe_features
     from lssed.train.outputs import read_results
     from lssed.train.trainer import make_trainer
+    from lssed.validate import cluster_warnings, validate_config
 
     model = model or cfg.train.model
-    source = describe_features(cfg, features_uri)  # validates before Ray starts
+    cfg = validate_config(cfg, "train", models=[model])
+    source = describe_features(cfg, features_uri)  # checks the feature set before Ray starts
     name = run_name or cfg.train.run_name or default_run_name(cfg, model, source.digest)
     run = out.child("runs", name)
+    if force:
+        log.info("run %s: --force, deleting it to train again", run.uri)
+        run.delete_dir()
     done = read_results(run)
     if done is not None:
         log.info("run %s is finished (test UA %.4f): not training again", run.uri, done.evaluations["test"].ua)
         return done
     init_ray(cfg.ray)
+    import ray
+
+    for warning in cluster_warnings(cfg, ray.cluster_resources()):
+        log.warning("%s", warning)
     trainer = make_trainer(cfg, features_uri, out=out, model=model, run_name=name)
     result = trainer.fit()
     results = read_results(run)

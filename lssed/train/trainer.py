@@ -224,18 +224,10 @@ def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, ru
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from lssed.models import list_models
+    from lssed.validate import validate_config
 
-    if model not in list_models():
-        raise ValueError(f"unknown model {model!r}; available: {', '.join(list_models())}")
+    validate_config(cfg, "train", models=[model])
     tc = cfg.train
-    if tc.num_workers < 1:
-        raise ValueError(f"train.num_workers must be >= 1, got {tc.num_workers}")
-    if tc.batch_size < 2 * tc.num_workers:
-        raise ValueError(f"train.batch_size={tc.batch_size} is too small for {tc.num_workers} workers "
-                         "(each needs at least 2 samples per step)")
-    if tc.crop_frames < 1 or tc.epochs < 1:
-        raise ValueError("train.crop_frames and train.epochs must be >= 1")
     source = describe_features(cfg, features_uri)
     config = loop_config(cfg, source, out=out, model=model, run_name=run_name)
     datasets = split_datasets(source, splits=("train",))
