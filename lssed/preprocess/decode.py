@@ -1,15 +1,22 @@
 """Decode utterance segments out of any media file to 16 kHz mono float32 (PyAV / FFmpeg).
 
 Paper: "video -> audio at 16 kHz". A media file is opened once for all of its utterances,
-taken in start order; a segment far from what is already decoded (more than ``SEEK_GAP_S``)
+taken in start order; a segment far from what is already decoded (more than ``seek_gap_s``)
 is reached by seeking (with a short pre-roll so codecs with inter-frame state, e.g. Opus or
 AAC, settle before the segment starts), a near one by decoding on. Decoding stops at the
 segment's end; FFmpeg's resampler gives mono float32 at 16 kHz, trimmed to the exact span.
 So an hour-long interview with a few utterances costs a few seeks, not an hour of decoding.
 
+Memory stays bounded whatever the file: decoded frames go through the resampler in runs of
+at most ``RESAMPLE_RUN_S`` seconds and ``MAX_RUN_VALUES`` samples over all channels (a
+32-channel 384 kHz file gets short runs), and a segment longer than ``max_segment_s`` is
+refused before it is decoded (or, when the file does not say how long it is, as soon as
+decoding passes that length). Channels without positions (e.g. "32 channels"), which
+FFmpeg cannot downmix, are averaged here.
+
 Failures are reported as :class:`DecodeError` with a short ``code`` (``open_failed``,
-``no_audio_stream``, ``segment_past_end``, ``decode_failed``, ``bad_segment``) so callers
-can quarantine the row with a countable reason.
+``no_audio_stream``, ``segment_past_end``, ``segment_too_long``, ``decode_failed``,
+``bad_segment``) so callers can quarantine the row with a countable reason.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ log = logging.getLogger(__name__)
 # Seek this far before a segment so decoders with pre-roll (Opus 80 ms, AAC 2048 samples)
 # have produced clean samples by the segment's start.
 PREROLL_S = 0.5
-# A later segment of the same file that starts within this many seconds after what is
-# already decoded is reached by decoding on; further away, by seeking.
+# Default of ``seek_gap_s``: a later segment of the same file that starts within this many
+# seconds after what is already decoded is reached by decoding on; further away, by seeking.
 SEEK_GAP_S = 5.0
-# Decoded frames are resampled in runs of about this many seconds (fewer calls, same output).
+# Decoded frames are resampled in runs of about this many seconds (fewer calls, same output)...
 RESAMPLE_RUN_S = 2.0
+# ...and of at most this many samples over all channels (16 MB as float32), so that a file
+# with many channels or a very high rate is resampled in shorter runs, not in bigger buffers.
+MAX_RUN_VALUES = 1 << 22
 
 
 class DecodeError(Exception):
@@ -79,13 +89,18 @@ def decode_segments(
     *,
     sample_rate: int = 16000,
     max_missing_s: float = 0.1,
+    max_segment_s: float | None = None,
+    seek_gap_s: float = SEEK_GAP_S,
 ) -> list[np.ndarray | DecodeError]:
     """Decode each segment of one media file; one float32 mono array (or error) per segment.
 
     Raises :class:`DecodeError` when the file cannot be opened or has no audio stream (every
     segment of the file fails the same way). A segment that reaches more than
     ``max_missing_s`` past the end of the audio is a ``segment_past_end`` error; a shortfall
-    up to that tolerance is accepted and the segment is shorter.
+    up to that tolerance is accepted and the segment is shorter. A segment longer than
+    ``max_segment_s`` (None: no limit) is a ``segment_too_long`` error. ``seek_gap_s``: how
+    far after the decoded audio a segment may start and still be reached by decoding on
+    (0: every segment seeks).
     """
     import av
 
@@ -106,7 +121,7 @@ def decode_segments(
         order = sorted(range(len(segments)), key=lambda i: (segments[i].start_s or 0.0))
         for i in order:
             try:
-                results[i] = _decode_one(reader, segments[i], max_missing_s, media_end)
+                results[i] = _decode_one(reader, segments[i], max_missing_s, media_end, max_segment_s, seek_gap_s)
             except DecodeError as exc:
                 results[i] = exc
             except Exception as exc:  # corrupt packets, truncated files
@@ -143,6 +158,7 @@ class _Reader:
         self.frames: Any = None
         self.resampler: Any = None
         self._resampler_kind: tuple[str, str, int] | None = None  # the input format it was set up for
+        self._own_downmix = False  # the input's channels have no positions: average them here
         self.eof = False
         self._held: Any = None  # a frame of another format that ended the last run: starts the next
 
@@ -191,16 +207,20 @@ class _Reader:
     def _next_run(self, missing_s: float | None) -> list[Any]:
         """The next decoded frames of one format: enough for ``missing_s`` seconds (or a run).
 
-        A frame of another format ends the run and starts the next one.
+        A run ends at ``RESAMPLE_RUN_S`` seconds or ``MAX_RUN_VALUES`` samples over all
+        channels, whichever comes first; a frame of another format ends the run and starts
+        the next one.
         """
         frames: list[Any] = []
         got = 0.0
+        values = 0
         if self._held is not None:
             frames.append(self._held)
             got += self._held.samples / (self._held.sample_rate or 1)
+            values += self._held.samples * _channels(self._held)
             self._held = None
         want = RESAMPLE_RUN_S if missing_s is None else min(RESAMPLE_RUN_S, missing_s + 0.05)
-        while got < want:
+        while got < want and values < MAX_RUN_VALUES:
             try:
                 frame = next(self.frames)
             except StopIteration:
@@ -211,6 +231,7 @@ class _Reader:
                 break
             frames.append(frame)
             got += frame.samples / (frame.sample_rate or 1)
+            values += frame.samples * _channels(frame)
         return frames
 
     def _resample(self, frames: list[Any]) -> list[Any]:
@@ -224,10 +245,11 @@ class _Reader:
                 outs.extend(self.resampler.resample(None))
             self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.sr)
             self._resampler_kind = _frame_kind(frames[0])
+            self._own_downmix = _unpositioned(frames[0])
         if frames:
             merged = _merge_frames(frames)
             for frame in ([merged] if merged is not None else frames):
-                outs.extend(self.resampler.resample(frame))
+                outs.extend(self.resampler.resample(_mean_channels(frame) if self._own_downmix else frame))
         if self.eof and self.resampler is not None:
             outs.extend(self.resampler.resample(None))  # flush what the filter holds back
         return outs
@@ -245,6 +267,44 @@ _PLANE_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int
 
 def _frame_kind(frame: Any) -> tuple[str, str, int]:
     return frame.format.name, frame.layout.name, frame.sample_rate
+
+
+def _channels(frame: Any) -> int:
+    return len(frame.layout.channels) or 1
+
+
+def _unpositioned(frame: Any) -> bool:
+    """True when the frame's channels have no speaker positions (FFmpeg's "N channels"
+    layouts): its resampler cannot build a downmix matrix for them and fails."""
+    channels = frame.layout.channels
+    return len(channels) > 1 and any(c.name == "NONE" or c.name.startswith("USR") for c in channels)
+
+
+_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+
+def _mean_channels(frame: Any) -> Any:
+    """A mono float32 frame: the average of ``frame``'s channels (same rate and timing)."""
+    import av
+
+    name = frame.format.name
+    base = name.rstrip("p") if frame.format.is_planar else name
+    channels = _channels(frame)
+    x = frame.to_ndarray()
+    if not frame.format.is_planar:
+        x = x.reshape(-1, channels).T  # interleaved -> (channels, samples)
+    x = x[:, : frame.samples].astype(np.float32)
+    if base == "u8":
+        x -= 128.0
+    if base in _INT_SCALE:
+        x /= np.float32(_INT_SCALE[base])
+    mono = av.AudioFrame.from_ndarray(np.ascontiguousarray(x.mean(axis=0, dtype=np.float32)[None, :]), format="flt",
+                                      layout="mono")
+    mono.sample_rate = frame.sample_rate
+    if frame.time_base is not None:
+        mono.time_base = frame.time_base
+        mono.pts = frame.pts
+    return mono
 
 
 def _merge_frames(frames: list[Any]) -> Any | None:
@@ -283,21 +343,34 @@ def _samples(frame: Any) -> np.ndarray:
     return np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
 
 
-def _decode_one(reader: _Reader, seg: Segment, max_missing_s: float, media_end: float | None) -> np.ndarray:
+def _decode_one(reader: _Reader, seg: Segment, max_missing_s: float, media_end: float | None,
+                max_segment_s: float | None = None, seek_gap_s: float = SEEK_GAP_S) -> np.ndarray:
     sr = reader.sr
     start = float(seg.start_s) if seg.start_s is not None else 0.0
     end = float(seg.end_s) if seg.end_s is not None else None
-    if start < 0 or (end is not None and end <= start):
-        raise DecodeError("bad_segment", f"segment [{seg.start_s}, {seg.end_s}] is empty or negative")
+    if not np.isfinite(start) or start < 0 or (end is not None and (not np.isfinite(end) or end <= start)):
+        raise DecodeError("bad_segment", f"segment [{seg.start_s}, {seg.end_s}] is empty, negative or not finite")
+    if max_segment_s is not None:
+        # refuse before decoding: the segment as listed, or a whole-file row by the file's length
+        length = (end if end is not None else media_end if media_end is not None else start) - start
+        if length > max_segment_s:
+            whole = "" if end is not None else " (to the end of the file)"
+            raise DecodeError("segment_too_long", f"the segment{whole} is {length:.1f} s long, more than "
+                              f"preprocess.max_segment_s={max_segment_s:g}")
     if media_end is not None and start >= media_end:
         raise DecodeError("segment_past_end", f"segment starts at {start:.3f} s but the audio ends at {media_end:.3f} s")
 
     # Keep decoding forward when the segment starts inside or shortly after what is decoded
     # (utterances of one interview follow each other); seek otherwise.
     here = reader.end_time
-    if reader.frames is None or reader.t0 is None or start < reader.t0 or here is None or start > here + SEEK_GAP_S:
+    if reader.frames is None or reader.t0 is None or start < reader.t0 or here is None or start > here + seek_gap_s:
         reader.seek(start)
-    reader.fill(end)
+    until = end
+    if until is None and max_segment_s is not None:
+        # the file's length is unknown or wrong: decode no more than the limit (and a little
+        # more, to tell a segment that ends at the limit from one that goes on)
+        until = start + max_segment_s + 0.5
+    reader.fill(until)
     if reader.t0 is None or reader.buf.size == 0:
         raise DecodeError("segment_past_end", f"no audio at or after {start:.3f} s (the audio ends at "
                           f"{media_end if media_end is not None else 'unknown'} s)")
@@ -311,6 +384,11 @@ def _decode_one(reader: _Reader, seg: Segment, max_missing_s: float, media_end: 
         samples = np.concatenate([np.zeros(-skip, np.float32), samples])
         skip = 0
     samples = samples[skip:]
+    if end is None and max_segment_s is not None and samples.size > int(round(max_segment_s * sr)):
+        reader.reset()  # drop the buffer now; a later segment seeks
+        raise DecodeError("segment_too_long", f"the segment (to the end of the file) is longer than "
+                          f"preprocess.max_segment_s={max_segment_s:g} (the file does not say its length, or "
+                          "says it wrongly)")
     if end is not None:
         want = int(round((end - start) * sr))
         if want - samples.size > max_missing_s * sr:
@@ -326,11 +404,12 @@ def _decode_one(reader: _Reader, seg: Segment, max_missing_s: float, media_end: 
 
 
 def decode_file(uri: str, segments: Sequence[Segment], *, storage: Any | None = None, sample_rate: int = 16000,
-                max_missing_s: float = 0.1,
+                max_missing_s: float = 0.1, max_segment_s: float | None = None, seek_gap_s: float = SEEK_GAP_S,
                 opener: Callable[[str, Any], str | IO[bytes]] = open_source) -> list[np.ndarray | DecodeError]:
     """Open ``uri`` (local path, file:// or s3://) and decode its segments; never raises.
 
     A file that cannot be opened yields the same :class:`DecodeError` for every segment.
+    ``max_segment_s`` and ``seek_gap_s``: see :func:`decode_segments`.
     """
     try:
         source = opener(uri, storage)
@@ -339,7 +418,8 @@ def decode_file(uri: str, segments: Sequence[Segment], *, storage: Any | None = 
     except Exception as exc:
         return [DecodeError("open_failed", f"{type(exc).__name__}: {exc}")] * len(segments)
     try:
-        return decode_segments(source, segments, sample_rate=sample_rate, max_missing_s=max_missing_s)
+        return decode_segments(source, segments, sample_rate=sample_rate, max_missing_s=max_missing_s,
+                               max_segment_s=max_segment_s, seek_gap_s=seek_gap_s)
     except DecodeError as exc:
         return [exc] * len(segments)
     finally:

@@ -26,13 +26,17 @@ def speechlike(seconds: float, rate: int, seed: int = 0, channels: int = 1) -> n
 
 
 def write_audio(path: Path, samples: np.ndarray, rate: int, *, codec: str, fmt: str | None = None,
-                video: bool = False) -> Path:
-    """Encode (channels, samples) float32 into ``path`` (container from the suffix or ``fmt``)."""
+                video: bool = False, layout: str | None = None, options: dict[str, str] | None = None) -> Path:
+    """Encode (channels, samples) float32 into ``path`` (container from the suffix or ``fmt``).
+
+    ``layout``: FFmpeg's channel layout name (default mono/stereo; e.g. ``"5.1"``, or
+    ``"32 channels"`` for channels without speaker positions). ``options``: the muxer's.
+    """
     import av
 
     channels = samples.shape[0]
-    layout = "mono" if channels == 1 else "stereo"
-    with av.open(str(path), mode="w", format=fmt) as out:
+    layout = layout or ("mono" if channels == 1 else "stereo")
+    with av.open(str(path), mode="w", format=fmt, options=options or {}) as out:
         vstream = None
         if video:
             vstream = out.add_stream("mpeg4", rate=10)

@@ -111,3 +111,38 @@ def test_merge_stats_adds_numbers_and_dicts():
     merged = merge_stats([{"rows_in": 2, "by": {"a": 1}, "cpu_s": {"total": 1.5}},
                           {"rows_in": 3, "by": {"a": 2, "b": 1}, "cpu_s": {"total": 0.5}}])
     assert merged == {"rows_in": 5, "by": {"a": 3, "b": 1}, "cpu_s": {"total": 2.0}}
+
+
+def test_hostile_segments_are_quarantined_or_processed_never_lost(media_set, tmp_path, caplog):
+    """A 3-hour segment, a whole-file row longer than preprocess.max_segment_s, a 32-channel
+    384 kHz file: each row ends in the shard or in quarantine with a reason, logged per row."""
+    import logging
+
+    import media
+
+    wide = media.write_audio(tmp_path / "wide.wav", media.speechlike(1.0, 384000, 2, channels=32), 384000,
+                             codec="pcm_s16le", layout="32 channels")
+    base = {"corpus": "synthetic", "speaker": "s1", "gender": "F", "age": None, "session": None, "label": "angry",
+            "label4": 0, "split": "train", "text": None}
+    rows = [
+        dict(base, utt_id="three_hours", media_uri=str(media_set["wav16k"]), start_s=0.0, end_s=3 * 3600.0),
+        dict(base, utt_id="whole_long", media_uri=str(media_set["flac22k"]), start_s=None, end_s=None),  # 6 s
+        dict(base, utt_id="wide_whole", media_uri=str(wide), start_s=None, end_s=None),
+        dict(base, utt_id="wide_span", media_uri=str(wide), start_s=0.2, end_s=0.7),
+    ]
+    path = media.write_manifest(tmp_path / "m.parquet", rows)
+    cfg = load_config(None, ["preprocess.denoise=none", "preprocess.max_segment_s=4"])
+    with caplog.at_level(logging.INFO, logger="lssed.preprocess.chain"):
+        res = process_chunk(read_manifest(str(path)), cfg)
+    assert res.shard.num_rows + res.quarantine.num_rows == len(rows)
+    reasons = {u: f"{s}/{e.split(':')[0]}" for u, s, e in zip(*(res.quarantine.column(c).to_pylist()
+                                                               for c in ("utt_id", "stage", "error")))}
+    assert reasons == {"three_hours": "decode/segment_too_long", "whole_long": "decode/segment_too_long"}
+    assert sorted(res.shard.column("utt_id").to_pylist()) == ["wide_span", "wide_whole"]
+    lengths = dict(zip(res.shard.column("utt_id").to_pylist(), (len(w) for w in res.shard.column("waveform").to_pylist())))
+    assert lengths == {"wide_whole": 16000, "wide_span": 8000}
+    # one WARNING line per quarantined row naming it and its reason; an INFO summary
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert any("three_hours" in w and "segment_too_long" in w for w in warnings)
+    assert any("2 of 4 rows quarantined" in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)

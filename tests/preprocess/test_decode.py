@@ -32,16 +32,13 @@ def test_wav_segment_is_sample_exact(media_set):
 
 @pytest.mark.parametrize("key", ["wav44k_stereo", "flac22k", "mp4_aac_video", "mkv_opus"])
 @pytest.mark.parametrize("seek_gap", [0.0, 5.0])
-def test_seeked_segments_match_the_whole_file(media_set, key, seek_gap, monkeypatch):
+def test_seeked_segments_match_the_whole_file(media_set, key, seek_gap):
     # Seeking (gap 0: every segment seeks) or decoding on (gap 5 s) must land where decoding
     # from the start lands (resampler phase and Matroska's 1 ms timestamps aside).
-    import lssed.preprocess.decode as decode
-
-    monkeypatch.setattr(decode, "SEEK_GAP_S", seek_gap)
     (whole,) = decode_file(str(media_set[key]), [Segment()])
     segs = [Segment(3.7, 5.2), Segment(1.0, 2.0), Segment(0.3, 0.9)]  # out of order on purpose
     whole = np.pad(whole, (64, 64))
-    for seg, got in zip(segs, decode_file(str(media_set[key]), segs)):
+    for seg, got in zip(segs, decode_file(str(media_set[key]), segs, seek_gap_s=seek_gap)):
         a = 64 + int(round(seg.start_s * 16000))
         corr = {lag: float(np.corrcoef(whole[a + lag:a + lag + got.size], got)[0, 1]) for lag in range(-32, 33)}
         lag = max(corr, key=corr.get)
@@ -146,3 +143,72 @@ def test_stream_whose_format_changes_midway_is_decoded(tmp_path):
 
     assert abs(peak_hz(span[:8000]) - 440) < 5  # 1.0-1.5 s: the mono part
     assert abs(peak_hz(span[-8000:]) - 880) < 5  # 3.0-3.5 s: the stereo part
+
+
+def _tone(seconds: float, rate: int, channels: int, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return np.tile(0.3 * np.sin(2 * np.pi * hz * t), (channels, 1)).astype(np.float32)
+
+
+def _peak_hz(x: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    return float(np.argmax(spectrum) * 16000 / x.size)
+
+
+@pytest.mark.parametrize("rate,channels,layout", [
+    (16000, 32, "32 channels"),  # no speaker positions: FFmpeg cannot downmix it, the reader averages
+    (384000, 2, "stereo"),
+    (48000, 6, "5.1"),  # FFmpeg's own downmix
+    (384000, 32, "32 channels"),
+])
+def test_many_channels_and_high_rates_are_decoded(tmp_path, rate, channels, layout):
+    path = write_audio(tmp_path / f"x{rate}_{channels}.wav", _tone(1.0, rate, channels), rate, codec="pcm_s16le",
+                       layout=layout)
+    span, whole = decode_file(str(path), [Segment(0.25, 0.75), Segment()])
+    assert isinstance(span, np.ndarray) and isinstance(whole, np.ndarray), (span, whole)
+    assert span.shape == (8000,) and whole.shape == (16000,)
+    assert abs(_peak_hz(span) - 440) < 5
+    if layout == "32 channels":  # the reader's own downmix: the average of equal channels is the tone
+        assert 0.29 < float(np.abs(span).max()) < 0.31
+
+
+def test_resampler_runs_are_bounded_by_samples_over_all_channels(tmp_path):
+    # 32 channels at 384 kHz: 12.3 M samples per second; runs of 2 s would hold 25 M values.
+    import av
+
+    from lssed.preprocess.decode import MAX_RUN_VALUES, _Reader
+
+    rate, channels = 384000, 32
+    path = write_audio(tmp_path / "big.wav", _tone(0.6, rate, channels), rate, codec="pcm_s16le",
+                       layout="32 channels")
+    with av.open(str(path)) as container:
+        reader = _Reader(container, container.streams.audio[0], 16000)
+        reader.seek(0.0)
+        runs, largest_frame = [], 0
+        while not reader.eof:
+            frames = reader._next_run(None)
+            runs.append(sum(f.samples for f in frames) * channels)
+            largest_frame = max([largest_frame] + [f.samples * channels for f in frames])
+    assert sum(runs) == int(0.6 * rate) * channels  # every sample, once
+    # more than one run (not all 0.6 s at once), none longer than the bound plus the frame that crossed it
+    assert len(runs) >= 2 and max(runs) <= MAX_RUN_VALUES + largest_frame
+
+
+def test_segments_longer_than_max_segment_s_are_refused(media_set, tmp_path):
+    path = str(media_set["wav16k"])  # 6 s
+    three_hours, whole, short, tail = decode_file(
+        path, [Segment(0.0, 3 * 3600.0), Segment(), Segment(1.0, 5.0), Segment(2.0)], max_segment_s=4.0)
+    # refused before decoding: a 3-hour segment is too long, not past the end of a 6 s file
+    assert isinstance(three_hours, DecodeError) and three_hours.code == "segment_too_long"
+    assert "10800.0 s long" in str(three_hours) and "max_segment_s=4" in str(three_hours)
+    assert isinstance(whole, DecodeError) and whole.code == "segment_too_long" and "end of the file" in str(whole)
+    assert short.shape == (64000,) and tail.shape == (64000,)  # 4 s each: at the limit is fine
+
+    # a file that does not say how long it is (live Matroska): decoding stops past the limit
+    live = write_audio(tmp_path / "live.mkv", media.speechlike(6.0, 16000, 1), 16000, codec="flac",
+                       options={"live": "1"})
+    too_long, ok = decode_file(str(live), [Segment(), Segment(1.0, 2.0)], max_segment_s=3.0)
+    assert isinstance(too_long, DecodeError) and too_long.code == "segment_too_long", too_long
+    assert ok.shape == (16000,)
+    (fits,) = decode_file(str(live), [Segment(1.5)], max_segment_s=5.0)
+    assert isinstance(fits, np.ndarray) and abs(fits.size - 4.5 * 16000) < 0.05 * 16000
