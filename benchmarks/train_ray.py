@@ -55,7 +55,8 @@ def bench_gpu(models: list[str], *, samples: int, batch_size: int, n_mels: int, 
     import numpy as np
     import torch
 
-    from lssed.train.loop import LocalContext, Utterance, run_local
+    from lssed.train.local import LocalContext, run_local
+    from lssed.train.types import Utterance
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
@@ -76,7 +77,7 @@ def bench_gpu(models: list[str], *, samples: int, batch_size: int, n_mels: int, 
                     "f_min": 0.0, "f_max": None, "log": "log", "log_offset": 1e-6}
         config = {"model": name, "model_kwargs": {}, "num_classes": 4, "train": {**RECIPE, "epochs": epochs,
                   "batch_size": batch_size}, "features": features, "recompute": wave, "class_counts": [1, 1, 1, 1],
-                  "run_name": f"bench-{name}", "fault": None}
+                  "run_name": f"bench-{name}"}
         ctx = _WaveLocalContext((x, y), evals, device=device) if wave else LocalContext((x, y), evals, device=device)
         t0 = time.perf_counter()
         run_local(config, ctx)
@@ -94,7 +95,7 @@ def bench_gpu(models: list[str], *, samples: int, batch_size: int, n_mels: int, 
 
 class _WaveLocalContext:  # LocalContext yielding waveform batches (log-mel on the device)
     def __new__(cls, data, evals, device):
-        from lssed.train.loop import LocalContext
+        from lssed.train.local import LocalContext
 
         class Ctx(LocalContext):
             def train_batches(self, epoch, batch_size):
@@ -179,7 +180,7 @@ def bench_loop(features_uri: str, out_root: str, *, model: str, batch_size: int,
     from lssed.models import create_model
     from lssed.storage import Storage
     from lssed.train.data import collate_logmel_crops, describe_features, shard_tables, silence_value
-    from lssed.train.loop import seed_everything, train_one_epoch
+    from lssed.train.loop import eager_train_step, seed_everything, train_one_epoch
     from lssed.train.outputs import read_results
     from lssed.train.trainer import make_trainer
 
@@ -207,13 +208,14 @@ def bench_loop(features_uri: str, out_root: str, *, model: str, batch_size: int,
     seed_everything(0)
     net = create_model(model, num_classes=4)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
+    step = eager_train_step(net, opt, nn.CrossEntropyLoss(), torch.device("cpu"), amp=False)
     bare = []
     for epoch in range(epochs):
         order = torch.randperm(len(y))
         batches = ({"x": x[order[i:i + batch_size]], "y": y[order[i:i + batch_size]]}
                    for i in range(0, len(y), batch_size))
         t = time.perf_counter()
-        _, seen = train_one_epoch(net, batches, opt, nn.CrossEntropyLoss(), torch.device("cpu"), amp=False)
+        _, seen = train_one_epoch(net, batches, step, torch.device("cpu"))
         bare.append(seen / (time.perf_counter() - t))
     return [
         {"part": "b", "what": f"Ray Train loop {model} (1 worker, training steps)", "device": "cpu",

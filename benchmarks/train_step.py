@@ -1,5 +1,7 @@
 """Training throughput of the model zoo: samples/s of one SGD step (forward, backward, update).
 
+The plain step is the training loop's own (:func:`lssed.train.loop.eager_train_step`).
+
 Paper recipe sizes on a GPU: batch 256, 128 mel bands x 160 frames, SGD (momentum 0.9,
 weight decay 1e-3), bf16 autocast and channels_last, cuDNN autotuning on. Prints one table and
 writes JSON (``--out``). On a CPU use small sizes, e.g. ``--batch 4 --steps 2 --frames 32``.
@@ -20,7 +22,6 @@ device under the same autocast/memory format and compares the fast and reference
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import platform
@@ -34,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lssed.models import create_model, list_models  # noqa: E402
 from lssed.models.pyresnet import PYRAMID_MODES, PyConv, PyResNet  # noqa: E402
+from lssed.train.evaluate import autocast as _train_autocast  # noqa: E402
+from lssed.train.loop import eager_train_step  # noqa: E402
 
 DEFAULT_VARIANTS = ("pyresnet152:reference", "pyresnet152:fast", "resnet152", "vgg16")
 
@@ -54,9 +57,8 @@ def sync(device: torch.device) -> None:
 
 
 def autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """The training loop's autocast (bf16 on CUDA when ``amp``), so every timing uses the same precision."""
+    return _train_autocast(device, amp)
 
 
 def make_step(model: torch.nn.Module, device: torch.device, amp: bool, graph: bool = False):
@@ -68,16 +70,7 @@ def make_step(model: torch.nn.Module, device: torch.device, amp: bool, graph: bo
         from lssed.models.fast import GraphedTrainStep
 
         return GraphedTrainStep(model, opt, loss_fn, amp_dtype=torch.bfloat16 if amp else None)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return step
+    return eager_train_step(model, opt, loss_fn, device, amp=amp)  # the step the training loop runs
 
 
 def time_steps(step, x, y, device, warmup: int, steps: int) -> float:

@@ -146,6 +146,12 @@ class TrainConfig:
     # Train splits whose shards take at most this many MB on disk are read once into Ray's
     # object store (materialize) instead of re-read from storage every epoch; 0: always stream.
     materialize_mb: int = 256
+    # Rows each worker's seeded local shuffle mixes before batching (Ray Data's
+    # local_shuffle_buffer_size): it changes the batches, so it names runs. None: 4 of the
+    # worker's batches, at least 256 rows; 0: no local shuffle (file order).
+    local_shuffle_buffer_size: int | None = None
+    prefetch_batches: int = 2  # batches each worker's iterator prepares ahead (speed only)
+    checkpoints_to_keep: int = 2  # newest checkpoints kept in the run directory (resume needs 1)
     num_classes: int = 4
     run_name: str | None = None  # default: derived from model, features and config digest
 

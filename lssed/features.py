@@ -16,10 +16,10 @@ import torch
 
 @functools.lru_cache(maxsize=16)
 def _mel_transform(sample_rate: int, n_fft: int, win_length: int, hop_length: int, n_mels: int,
-                   f_min: float, f_max: float | None) -> torch.nn.Module:
+                   f_min: float, f_max: float | None, device: torch.device) -> torch.nn.Module:
     import torchaudio
 
-    return torchaudio.transforms.MelSpectrogram(
+    transform = torchaudio.transforms.MelSpectrogram(
         sample_rate=sample_rate,
         n_fft=n_fft,
         win_length=win_length,
@@ -34,12 +34,17 @@ def _mel_transform(sample_rate: int, n_fft: int, win_length: int, hop_length: in
         mel_scale="slaney",
         norm="slaney",
     )
+    return transform.to(device)
 
 
-def mel_transform(cfg: Any) -> torch.nn.Module:
-    """The (cached) torchaudio mel-power transform for a :class:`~lssed.config.FeatureConfig`."""
+def mel_transform(cfg: Any, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The torchaudio mel-power transform for a :class:`~lssed.config.FeatureConfig` on ``device``.
+
+    Cached per (settings, device) and shared: never move or modify the returned module
+    (``.to()`` on a module moves it in place, for every other user of the cache).
+    """
     return _mel_transform(cfg.sample_rate, cfg.n_fft, cfg.win_length, cfg.hop_length, cfg.n_mels,
-                          float(cfg.f_min), cfg.f_max)
+                          float(cfg.f_min), cfg.f_max, torch.device(device))
 
 
 def apply_log(mel_power: torch.Tensor, cfg: Any) -> torch.Tensor:
@@ -55,7 +60,7 @@ def logmel(waveform: torch.Tensor, cfg: Any) -> torch.Tensor:
 
     Runs on the waveform's device; frames = 1 + samples // hop_length (centred STFT).
     """
-    transform = mel_transform(cfg).to(waveform.device)
+    transform = mel_transform(cfg, waveform.device)
     return apply_log(transform(waveform.float()), cfg)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lssed.config import FeatureConfig
-from lssed.features import logmel, n_frames
+from lssed.features import logmel, mel_transform, n_frames
 
 librosa = pytest.importorskip("librosa")
 
@@ -50,3 +50,33 @@ def test_batches_equal_single_items():
     batch = logmel(xs, FeatureConfig())
     for i in range(3):
         torch.testing.assert_close(batch[i], logmel(xs[i], FeatureConfig()))
+
+
+def _devices(module: torch.nn.Module) -> set[str]:
+    return {b.device.type for b in module.buffers()}
+
+
+def test_the_cached_transform_is_per_device_and_never_moved():
+    """One cached module per (settings, device): using another device must not move the one
+    a CPU caller holds (a moved shared module would compute on the wrong device or fail)."""
+    cfg = FeatureConfig()
+    x = torch.from_numpy(_signal(4000))
+    before = logmel(x, cfg)
+    cpu = mel_transform(cfg, "cpu")
+    assert mel_transform(cfg, torch.device("cpu")) is cpu  # cached
+    other = mel_transform(cfg, "meta")  # a second device without a GPU
+    assert other is not cpu
+    assert _devices(cpu) == {"cpu"} and _devices(other) == {"meta"}
+    torch.testing.assert_close(logmel(x, cfg), before, rtol=0, atol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_logmel_on_gpu_matches_cpu_and_leaves_the_cpu_transform_alone():
+    cfg = FeatureConfig()
+    x = torch.from_numpy(_signal(16000))
+    on_cpu = logmel(x, cfg)
+    on_gpu = logmel(x.cuda(), cfg)
+    assert _devices(mel_transform(cfg, "cpu")) == {"cpu"}
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(logmel(x, cfg), on_cpu, rtol=0, atol=0)

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from lssed.config import Config, ConfigError, FeatureConfig, config_from_dict, config_to_dict
 from lssed.storage import SUCCESS_MARKER, Storage, StorageError, storage_from_config
-from lssed.train.loop import Utterance
+from lssed.train.types import Utterance
 
 try:  # a Ray-free machine (the GPU benchmark) still imports the pure functions below
     from ray.data.collate_fn import ArrowBatchCollateFn as _CollateBase

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from lssed.labels import BENCHMARK_CLASSES
 from lssed.storage import Storage
-from lssed.train.loop import LoopOutcome, Predictions
+from lssed.train.types import LoopOutcome, Predictions
 from lssed.train.results import PREDICTIONS_FILE, RESULTS_FILE, RunResults
 
 log = logging.getLogger(__name__)

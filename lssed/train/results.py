@@ -27,6 +27,14 @@ class Metrics:
     confusion: tuple[tuple[int, ...], ...]  # rows = true class, columns = predicted
     loss: float | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Metrics":
+        """From :func:`dataclasses.asdict` output or JSON (lists back to tuples; unknown keys ignored)."""
+        d = _known(cls, data)
+        d["per_class_recall"] = tuple(float(x) for x in d["per_class_recall"])
+        d["confusion"] = tuple(tuple(int(x) for x in row) for row in d["confusion"])
+        return cls(**d)
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -40,6 +48,16 @@ class EpochRecord:
     # (train) of `train_seconds`, the time rank 0 waited for its next batch: when it is a large
     # share, ingest (Ray Data reads, collate) starves the device
     data_wait_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EpochRecord":
+        """The inverse of :meth:`to_dict` (results.json, checkpoints); unknown keys ignored."""
+        d = _known(cls, data)
+        d["val"] = Metrics.from_dict(d["val"])
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -76,19 +94,15 @@ class RunResults:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunResults":
-        def metrics(d: dict[str, Any]) -> Metrics:
-            known = {f.name for f in dataclasses.fields(Metrics)}
-            d = {k: v for k, v in d.items() if k in known}
-            d["per_class_recall"] = tuple(d["per_class_recall"])
-            d["confusion"] = tuple(tuple(r) for r in d["confusion"])
-            return Metrics(**d)
-
-        known = {f.name for f in dataclasses.fields(cls)}
-        d = {k: v for k, v in data.items() if k in known}
+        d = _known(cls, data)
         d["class_names"] = tuple(d["class_names"])
-        d["val"] = metrics(d["val"])
-        d["evaluations"] = {k: metrics(v) for k, v in d.get("evaluations", {}).items()}
-        d["history"] = tuple(
-            EpochRecord(**{**h, "val": metrics(h["val"])}) for h in d.get("history", ())
-        )
+        d["val"] = Metrics.from_dict(d["val"])
+        d["evaluations"] = {k: Metrics.from_dict(v) for k, v in d.get("evaluations", {}).items()}
+        d["history"] = tuple(EpochRecord.from_dict(h) for h in d.get("history", ()))
         return cls(**d)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of ``data`` that are fields of ``cls``: files written by a newer version still load."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in data.items() if k in names}

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # train.* keys that do not change what a run computes (they never enter the run name)
 _NAME_FREE_KEYS = ("model", "models", "seeds", "run_name", "max_failures", "eval_batch_size", "materialize_mb",
-                   "cpus_per_worker")
+                   "cpus_per_worker", "prefetch_batches", "checkpoints_to_keep")
 
 
 def default_run_name(cfg: Config, model: str, features_digest: str) -> str:
@@ -77,7 +77,7 @@ def evaluate_run(cfg: Config, features_uri: str, *, out: Storage, run_name: str,
 
     from lssed.models import create_model
     from lssed.train.data import describe_features, shard_tables, utterances
-    from lssed.train.loop import evaluate
+    from lssed.train.evaluate import evaluate
     from lssed.train.outputs import read_best_state, read_results
 
     run = out.child("runs", run_name)

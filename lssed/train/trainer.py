@@ -3,45 +3,35 @@
 
 Data: one Ray Dataset per split from the shards; ``train`` is split across workers
 (``streaming_split``, order preserved so a seed makes a run repeatable) and reaches each
-worker through ``get_dataset_shard("train").iter_torch_batches`` with a crop/pad collate and
-prefetch; ``val``/``test`` are streamed whole by rank 0 with plain pyarrow (one reader, no
-Ray Data execution per epoch). Checkpoints go to
-``<out>/runs/<run name>/`` (RunConfig ``storage_path=<out>/runs``, ``name=<run name>``), so
-rerunning the same run name resumes and ``FailureConfig`` restarts failed workers from the
-latest checkpoint.
+worker through ``get_dataset_shard("train").iter_torch_batches`` with a crop/pad collate, a
+seeded local shuffle (``train.local_shuffle_buffer_size``) and ``train.prefetch_batches``;
+``val``/``test`` are streamed whole by rank 0 with plain pyarrow (one reader, no Ray Data
+execution per epoch). Checkpoints go to ``<out>/runs/<run name>/`` (RunConfig
+``storage_path=<out>/runs``, ``name=<run name>``; the newest ``train.checkpoints_to_keep``
+are kept), so rerunning the same run name resumes and ``FailureConfig`` restarts failed
+workers from the latest checkpoint.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from lssed.config import Config, config_to_dict
+from lssed.config import Config, ConfigError, TrainConfig, config_to_dict
 from lssed.labels import BENCHMARK_CLASSES
 from lssed.storage import Storage
 from lssed.train.data import (FeatureSource, TrainCollate, describe_features, iter_split_batches, silence_value,
                               split_datasets, utterances)
-from lssed.train.loop import STATE_FILE, LoopOutcome, Utterance, run_training
+from lssed.train.loop import run_training
+from lssed.train.types import LoopOutcome, Utterance
 
 log = logging.getLogger(__name__)
 
-# Tests only: "epoch=2,rank=1,marker=/tmp/x" makes that worker SIGKILL itself once.
-FAULT_ENV = "LSSED_TEST_KILL_WORKER"
-
-
-def _fault_from_env() -> dict[str, Any] | None:
-    text = os.environ.get(FAULT_ENV)
-    if not text:
-        return None
-    fault = dict(part.split("=", 1) for part in text.split(","))
-    if "marker" not in fault:
-        raise ValueError(f"{FAULT_ENV} needs marker=PATH (e.g. epoch=2,rank=1,marker=/tmp/killed)")
-    return {"epoch": int(fault.get("epoch", 1)), "rank": int(fault.get("rank", 0)), "marker": fault["marker"]}
+STATE_FILE = "state.pt"  # the loop's checkpoint state inside each checkpoint directory
 
 
 def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str, run_name: str) -> dict[str, Any]:
@@ -66,7 +56,6 @@ def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str,
         "run_name": run_name,
         "num_workers": cfg.train.num_workers,
         "out": {"uri": out.uri, "endpoint_url": out.endpoint_url, "region": out.region},
-        "fault": _fault_from_env(),
     }
 
 
@@ -131,9 +120,10 @@ class RayContext:
         return shard.iter_torch_batches(
             batch_size=batch_size,
             collate_fn=collate,
-            local_shuffle_buffer_size=max(4 * batch_size, 256),
+            local_shuffle_buffer_size=shuffle_buffer_rows(self.train_cfg.get("local_shuffle_buffer_size"),
+                                                          batch_size),
             local_shuffle_seed=seed * 100_003 + epoch,
-            prefetch_batches=2,
+            prefetch_batches=int(self.train_cfg.get("prefetch_batches", 2)),
         )
 
     def eval_utterances(self, split: str) -> Iterator[Utterance]:
@@ -196,11 +186,34 @@ class RayContext:
         write_run_outputs(out.child("runs", config["run_name"]), outcome, config)
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """What each Ray Train worker runs."""
-    import logging as _logging
+def shuffle_buffer_rows(setting: int | None, batch_size: int) -> int | None:
+    """Ray Data's ``local_shuffle_buffer_size`` for ``train.local_shuffle_buffer_size``.
 
-    _logging.basicConfig(level=_logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    None: 4 per-worker batches, at least 256 rows; 0: no local shuffle (Ray's None).
+    """
+    if setting is None:
+        return max(4 * batch_size, 256)
+    return int(setting) or None
+
+
+def check_ingest_settings(tc: TrainConfig) -> None:
+    """The ingest and checkpoint keys, before Ray starts (Ray would fail inside the workers)."""
+    if tc.local_shuffle_buffer_size is not None and tc.local_shuffle_buffer_size < 0:
+        raise ConfigError(f"train.local_shuffle_buffer_size must be >= 0 (0: no shuffle) or null (the default), "
+                          f"got {tc.local_shuffle_buffer_size}")
+    if tc.prefetch_batches < 0:
+        raise ConfigError(f"train.prefetch_batches must be >= 0, got {tc.prefetch_batches}")
+    if tc.checkpoints_to_keep < 1:
+        raise ConfigError(f"train.checkpoints_to_keep must be >= 1 (resume needs the latest checkpoint), "
+                          f"got {tc.checkpoints_to_keep}")
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """What each Ray Train worker runs.
+
+    Logging needs no setup here: Ray Train configures the worker's root logger (INFO, to the
+    console and its worker log), so the loop's epoch lines show as they are.
+    """
     torch.set_num_threads(max(1, int(float(config["train"].get("cpus_per_worker", 1)))))
     run_training(config, RayContext(config))
 
@@ -228,6 +241,7 @@ def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, ru
 
     validate_config(cfg, "train", models=[model])
     tc = cfg.train
+    check_ingest_settings(cfg.train)
     source = describe_features(cfg, features_uri)
     config = loop_config(cfg, source, out=out, model=model, run_name=run_name)
     datasets = split_datasets(source, splits=("train",))
@@ -249,7 +263,7 @@ def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, ru
         storage_path=storage_path,
         storage_filesystem=storage_fs,
         failure_config=FailureConfig(max_failures=tc.max_failures),
-        checkpoint_config=CheckpointConfig(num_to_keep=2),
+        checkpoint_config=CheckpointConfig(num_to_keep=tc.checkpoints_to_keep),
         callbacks=list(callbacks) or None,
     )
     log.info("train %s on %s: %d worker(s), gpu=%s, %s", model, features_uri, tc.num_workers, tc.use_gpu,

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
 
 from lssed.storage import Storage
 from lssed.train.data import collate_logmel_crops, describe_features, shard_tables, silence_value, utterances
-from lssed.train.loop import LocalContext, class_weights, run_local
+from lssed.train.local import LocalContext, run_local
+from lssed.train.loop import class_weights
 from lssed.train.trainer import loop_config
 
 from .conftest import small_config
@@ -24,6 +27,13 @@ def local_inputs(synthetic_features):
                                  pad_value=silence_value(src.features))
     evals = {s: list(utterances(shard_tables(src, s), n_mels=64, recompute=False)) for s in ("val", "test")}
     return config, (torch.from_numpy(crops["x"]), torch.from_numpy(crops["y"])), evals
+
+
+def _through_storage(state):
+    """A checkpoint state saved and loaded as RayContext does (``torch.load(weights_only=True)``)."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return torch.load(io.BytesIO(buf.getvalue()), map_location="cpu", weights_only=True)
 
 
 def _run(config, data, evals, **kw):
@@ -46,13 +56,15 @@ def test_loop_learns_selects_on_val_and_resumes_exactly(local_inputs):
     assert set(full.predictions) == {"val", "test"}
     np.testing.assert_allclose(full.predictions["test"].probabilities.sum(axis=1), 1.0, atol=1e-5)
 
-    # crash after epoch 2, resume from that checkpoint: identical to the uninterrupted run
+    # crash after epoch 2, resume from that checkpoint as storage returns it: identical to the
+    # uninterrupted run
     cut, cut_ctx = _run(config, data, evals, stop_after_epoch=2)
     assert cut is None and len(cut_ctx.checkpoints) == 2
-    resumed, _ = _run(config, data, evals, checkpoint=cut_ctx.checkpoints[-1])
+    resumed, _ = _run(config, data, evals, checkpoint=_through_storage(cut_ctx.checkpoints[-1]))
     assert resumed.restarts == 1
     assert [h.epoch for h in resumed.history] == [1, 2, 3, 4]
-    assert [h.train_loss for h in resumed.history] == [h.train_loss for h in full.history]
+    computed = [(h.epoch, h.lr, h.train_loss, h.samples, h.val) for h in resumed.history]  # timings aside
+    assert computed == [(h.epoch, h.lr, h.train_loss, h.samples, h.val) for h in full.history]
     assert resumed.evaluations["test"] == full.evaluations["test"]
     assert resumed.best_epoch == full.best_epoch
 
@@ -109,7 +121,7 @@ def test_train_one_epoch_measures_the_wait_for_batches(local_inputs):
     from torch import nn
 
     from lssed.models import create_model
-    from lssed.train.loop import train_one_epoch
+    from lssed.train.loop import eager_train_step, train_one_epoch
 
     _, (x, y), _ = local_inputs
     model = create_model("resnet18", num_classes=4)
@@ -122,8 +134,30 @@ def test_train_one_epoch_measures_the_wait_for_batches(local_inputs):
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    _, seen = train_one_epoch(model, slow_batches(0.1), optimizer, nn.CrossEntropyLoss(), torch.device("cpu"),
-                              amp=False, timings=timings)
+    step = eager_train_step(model, optimizer, nn.CrossEntropyLoss(), torch.device("cpu"), amp=False)
+    _, seen = train_one_epoch(model, slow_batches(0.1), step, torch.device("cpu"), timings=timings)
     elapsed = time.perf_counter() - t0
     assert seen == 48
     assert 0.6 <= timings["data_wait_s"] < elapsed  # six batches, 0.1 s each, plus the training steps
+
+
+def test_grouped_evaluation_equals_one_utterance_at_a_time(local_inputs):
+    """Equal-shape utterances are batched for speed; each prediction is what it would be alone."""
+    from lssed.models import create_model
+    from lssed.train.evaluate import predict
+
+    torch.set_num_threads(1)
+    _, _, evals = local_inputs
+    items = evals["val"] + evals["test"]
+    same_shape = {u.data.shape for u in items}
+    assert len(same_shape) < len(items), "the fixture should hold utterances of equal length to batch"
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=4)
+    grouped = predict(model, items, torch.device("cpu"), amp=False)
+    single = predict(model, items, torch.device("cpu"), amp=False, group=1)
+    assert sorted(grouped.utt_ids) == sorted(single.utt_ids) == sorted(u.utt_id for u in items)
+    order = {uid: i for i, uid in enumerate(single.utt_ids)}
+    idx = [order[uid] for uid in grouped.utt_ids]
+    np.testing.assert_allclose(grouped.probabilities, single.probabilities[idx], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(grouped.labels, single.labels[idx])
+    assert grouped.loss == pytest.approx(single.loss, rel=1e-5)

@@ -114,12 +114,13 @@ def test_failed_workflow_exits_nonzero_and_a_rerun_resumes(ray_session, s3_endpo
 
     root = tmp_path / "store"
     tiny = _tiny(root)
-    # 1st run: the training worker dies at the start of epoch 2 and no retry is allowed.
-    marker = tmp_path / "killed"
-    monkeypatch.setenv("LSSED_TEST_KILL_WORKER", f"epoch=2,rank=0,marker={marker}")
+    # 1st run: the training worker is SIGKILLed after epoch 1's checkpoint and no retry is allowed.
+    from faults import checkpoint_written, kill_actor_when  # tests/faults.py
+
     argv = ["run", *[a for kv in tiny for a in ("--set", kv)]]
-    assert main([*argv, "--set", "train.max_failures=0", "--set", "stages.tune=false"]) == 1
-    assert marker.exists(), "the injected fault fired"
+    with kill_actor_when(checkpoint_written(root / "runs", epoch=1)) as killed:
+        assert main([*argv, "--set", "train.max_failures=0", "--set", "stages.tune=false"]) == 1
+    assert killed, "no training worker was killed"
     first = json.loads((root / "workflow.json").read_text())
     assert not first["ok"] and [f["stage"] for f in first["failures"]] == ["train"]
     assert first["runs"] == [] and first["features_uri"]
@@ -129,7 +130,6 @@ def test_failed_workflow_exits_nonzero_and_a_rerun_resumes(ray_session, s3_endpo
 
     # 2nd run (the same config, as a re-submitted job would): corpus and features are
     # committed and skipped, training resumes from its epoch-1 checkpoint, tune and report run.
-    monkeypatch.delenv("LSSED_TEST_KILL_WORKER")
     assert main(argv) == 0
     second = json.loads((root / "workflow.json").read_text())
     assert second["ok"], second["failures"]
