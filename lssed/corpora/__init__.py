@@ -96,12 +96,17 @@ def prepare(
     groups = speaker_groups([r["speaker"] for r in collector.rows], [r["session"] for r in collector.rows],
                             [r["utt_id"] for r in collector.rows])
     labels = [r["label"] for r in collector.rows]
-    if split == "official":
-        if all(o is None for o in collector.official):
-            raise CorpusError(f"{name}: this corpus has no official split here; use split='speaker'")
-        splits = official_split(collector.official, groups, labels, seed=seed, val_fraction=val_fraction)
-    else:
-        splits = speaker_split(groups, labels, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    try:
+        if split == "official":
+            if all(o is None for o in collector.official):
+                raise CorpusError(f"{name}: this corpus has no official split here; use split='speaker'")
+            splits = official_split(collector.official, groups, labels, seed=seed, val_fraction=val_fraction)
+        else:
+            splits = speaker_split(groups, labels, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    except CorpusError:
+        raise
+    except ValueError as exc:  # too few speakers, bad fractions, rows without an official split
+        raise CorpusError(f"{name}: {exc}") from None
     prepared = PreparedCorpus(
         manifest=collector.manifest_table(splits), rejects=collector.rejects_table(),
         input_rows=collector.input_rows, name=name, split_protocol=split,
@@ -111,8 +116,8 @@ def prepare(
     return prepared
 
 
-def reject_summary(reasons: Iterable[str], top: int = 5) -> str:
-    """``"missing_media (3); bad_time (1)"``: the most common reject codes with their counts."""
+def reject_summary(reasons: Iterable[str], top: int | None = None) -> str:
+    """``"missing_media (3); bad_time (1)"``: the reject codes with their counts, most common first."""
     counts = Counter(r.split(":", 1)[0] for r in reasons)
     return "; ".join(f"{code} ({n})" for code, n in counts.most_common(top))
 
