@@ -170,6 +170,10 @@ def check_storage(check: _Checker) -> None:
     endpoint = check.cfg.storage.endpoint_url
     if endpoint is not None and urlparse(endpoint).scheme not in ("http", "https"):
         check.fail("storage.endpoint_url", "must be an http:// or https:// URL (e.g. http://127.0.0.1:9000)")
+    check.integer("storage.retries", 0)
+    check.number("storage.connect_timeout_s", gt=0)
+    check.number("storage.request_timeout_s", gt=0)
+    check.finite_floats("storage")  # keys without a rule of their own
 
 
 def check_ray(check: _Checker) -> None:
@@ -192,6 +196,16 @@ def check_corpus(check: _Checker) -> None:
         check.fail("corpus.root", f"corpus {c.name!r} needs corpus.root (its directory, or the CSV for 'generic')")
     elif "://" not in c.root and not Path(c.root).expanduser().exists():
         check.fail("corpus.root", "does not exist on this machine")
+    if c.encoding != "auto":
+        import codecs
+
+        try:
+            codecs.lookup(c.encoding)
+        except LookupError:
+            check.fail("corpus.encoding", "is not a known encoding: use auto, utf-8, cp1252, latin-1, ...")
+    if c.name not in ("generic", "demo") and (c.encoding != "auto" or c.allow_outside_root):
+        check.fail("corpus.encoding" if c.encoding != "auto" else "corpus.allow_outside_root",
+                   f"applies to the generic/demo CSV only; {c.name} finds its media under corpus.root itself")
     check.number("corpus.val_fraction", ge=0, lt=1)
     check.number("corpus.test_fraction", gt=0, lt=1)
     if check.ok("corpus.val_fraction") and check.ok("corpus.test_fraction") and c.val_fraction + c.test_fraction >= 1:
@@ -261,6 +275,8 @@ def check_preprocess(check: _Checker) -> None:
     check.number("preprocess.min_duration_s", ge=0)
     check.number("preprocess.max_shard_audio_s", gt=0)
     check.number("preprocess.max_missing_s", ge=0)
+    check.number("preprocess.max_segment_s", gt=0, why=" (longer segments are quarantined before decoding)")
+    check.number("preprocess.actor_start_timeout_s", gt=0)
     check.finite_floats("preprocess")  # keys without a rule of their own
 
 
@@ -295,6 +311,9 @@ def check_train(check: _Checker) -> None:
     check.number("train.cpus_per_worker", gt=0)
     check.integer("train.max_failures", -1, why=" (-1: retry forever)")
     check.integer("train.materialize_mb", 0)
+    check.integer("train.local_shuffle_buffer_size", 0, optional=True, why=" (0: no local shuffle)")
+    check.integer("train.prefetch_batches", 0)
+    check.integer("train.checkpoints_to_keep", 1, why=" (resuming needs the latest checkpoint)")
     from lssed.labels import BENCHMARK_CLASSES
 
     if not (isinstance(t.num_classes, int) and 2 <= t.num_classes <= len(BENCHMARK_CLASSES)):
