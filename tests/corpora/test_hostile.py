@@ -262,3 +262,9 @@ def test_cli_counts_a_hostile_file(corpus: Path, tmp_path: Path, capsys) -> None
     assert "input rows: 12 = 6 kept + 6 rejected" in text
     for code in ("bad_quoting", "bad_time", "outside_root", "path_too_long", "line_too_long", "field_count"):
         assert f"{code} (1)" in text
+
+
+def test_docs_explain_every_reject_code() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "corpora.md").read_text()
+    missing = [code for code in REJECT_CODES if f"| `{code}` |" not in docs]
+    assert not missing, f"docs/corpora.md lacks reject code(s) {missing}"
