@@ -93,3 +93,109 @@ def test_top_level_help_imports_no_stage_module():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "False", "False"]
+
+
+# --------------------------------------------------------------------------- logging and errors
+
+
+def test_verbosity_levels():
+    import logging
+
+    from lssed.logs import level_for
+
+    assert (level_for(0), level_for(1), level_for(2), level_for(-1)) == (logging.INFO, logging.DEBUG, logging.DEBUG,
+                                                                         logging.WARNING)
+
+
+@pytest.mark.parametrize("argv, level", [(["models"], "INFO"), (["-v", "models"], "DEBUG"),
+                                         (["models", "-v"], "DEBUG"), (["models", "-q"], "WARNING"),
+                                         (["-q", "models", "-v"], "INFO")])
+def test_v_and_q_work_before_and_after_the_subcommand(argv, level, capsys):
+    import logging
+
+    root = logging.getLogger()
+    old = root.level
+    try:
+        assert main(argv) == 0
+        assert logging.getLevelName(root.level) == level
+    finally:
+        root.setLevel(old)
+
+
+def _raising(exc: BaseException):
+    def main(args):
+        raise exc
+    return main
+
+
+def _errors(monkeypatch, caplog, exc: BaseException) -> tuple[int, list]:
+    """`lssed models` whose main raises ``exc`` (a fault injected from outside the package)."""
+    import lssed.models.cli
+
+    monkeypatch.setattr(lssed.models.cli, "main", _raising(exc))
+    caplog.clear()
+    rc = main(["models"])
+    return rc, [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_user_errors_are_one_line_with_status_2(monkeypatch, caplog):
+    from lssed.config import ConfigError
+    from lssed.errors import InputNotFoundError, UserError
+    from lssed.storage import StorageError
+
+    for exc in (ConfigError("train.lr=0: must be > 0"), StorageError("no bucket"), UserError("bad input"),
+                InputNotFoundError("features/x has no _SUCCESS.json"), FileNotFoundError("label CSV x does not exist")):
+        rc, errors = _errors(monkeypatch, caplog, exc)
+        assert rc == 2, exc
+        assert [r.getMessage() for r in errors] == [str(exc)] and errors[0].exc_info is None
+
+
+def test_other_errors_are_bugs_shown_with_their_traceback_and_status_1(monkeypatch, caplog):
+    """A ValueError (pyarrow's ArrowInvalid is one) or an OS-level missing file is not a usage error."""
+    import errno
+
+    import pyarrow as pa
+
+    for exc in (ValueError("cannot reshape array"), pa.ArrowInvalid("Invalid: schema mismatch"),
+                FileNotFoundError(errno.ENOENT, "No such file or directory", "/tmp/internal/state.pt"),
+                KeyError("val_ua"), AssertionError("unreachable")):
+        rc, errors = _errors(monkeypatch, caplog, exc)
+        assert rc == 1, exc
+        assert len(errors) == 1 and errors[0].exc_info is not None and errors[0].exc_info[1] is exc
+        assert "unexpected error" in errors[0].getMessage()
+    rc, _ = _errors(monkeypatch, caplog, KeyboardInterrupt())
+    assert rc == 130
+
+
+# --------------------------------------------------------------------------- one rule for --out and --force
+
+
+WRITERS = {"preprocess": ["manifest.parquet"], "import-features": ["feats/", "labels.csv"],
+           "train": ["features/x"], "tune": ["features/x"], "run": []}
+
+
+@pytest.mark.parametrize("name", sorted(WRITERS))
+def test_every_storage_writer_takes_out_defaulting_to_storage_root_and_force(name):
+    from lssed.cliutil import config_from_args
+
+    parser = build_parser(name)
+    args = parser.parse_args([name, *WRITERS[name], "--set", "storage.root=s3://b/from-config"])
+    assert args.out is None and args.force is False
+    assert config_from_args(args).storage.root == "s3://b/from-config"
+    args = parser.parse_args([name, *WRITERS[name], "--out", "runs/x: y", "--force"])  # a path, not YAML
+    assert config_from_args(args).storage.root == "runs/x: y" and args.force is True
+
+
+def test_report_goes_beside_runs_by_default():
+    from lssed.report.cli import report_destination
+
+    assert report_destination("s3://b/root", None) == "s3://b/root/report"
+    assert report_destination("s3://b/root/runs/", None) == "s3://b/root/report"
+    assert report_destination("/data/root", "/elsewhere") == "/elsewhere"
+
+
+def test_full_py_is_lssed_run():
+    proc = subprocess.run([sys.executable, str(REPO / "workflows" / "full.py"), "--help"], capture_output=True,
+                          text=True, timeout=120, cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: lssed run" in proc.stdout and "--force" in proc.stdout and "--out" in proc.stdout

@@ -110,8 +110,25 @@ def test_round_trip_digest_and_replace_section():
     assert other.train.lr == 0.5 and cfg.train.lr == 0.01 and digest(other) != digest(cfg)
     with pytest.raises(ConfigError):
         replace_section(cfg, "train", nope=1)
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.lr = 3  # frozen
+
+
+def test_config_errors_are_user_errors():
+    """The command line shows them as one line with exit status 2 (lssed.errors)."""
+    from lssed.errors import UserError, is_user_error
+
+    with pytest.raises(ConfigError) as exc:
+        load_config(None, ["train.epochs=ten"])
+    assert isinstance(exc.value, UserError) and isinstance(exc.value, ValueError) and is_user_error(exc.value)
+    assert not is_user_error(ValueError("a bug"))
+
+
+def test_stages_defaults_run_everything_one_run_at_a_time():
+    s = Config().stages
+    assert (s.preprocess, s.train, s.tune, s.report, s.force, s.parallel_runs) == (True, True, True, True, False, 1)
 
 
 def test_shipped_configs_exist():

@@ -205,6 +205,28 @@ def test_cli(runs_root, tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "x")]) == 2
 
 
+def test_cli_defaults_to_storage_root_and_writes_beside_runs(runs_root, capsys):
+    """No RUNS_URI and no --out: the runs of storage.root, the report in <storage.root>/report."""
+    from lssed.cli import main
+
+    assert main(["report", "--set", f"storage.root={runs_root.uri}"]) == 0
+    assert f"report: {runs_root.root}/report/index.html" in capsys.readouterr().out
+    assert runs_root.exists("report", "index.html") and runs_root.exists("report", "report.json")
+    assert [p for p in runs_root.list("report", "tables") if p.endswith(".csv")]
+
+
+def test_cli_publishes_to_s3(s3_endpoint, runs_root, capsys):
+    """--out s3://...: built locally, every file uploaded under the destination."""
+    from lssed.cli import main
+
+    dest = Storage("s3://lssed-test/report-cli", endpoint_url=s3_endpoint)
+    assert main(["report", runs_root.uri, "--out", dest.uri, "--set", f"storage.endpoint_url={s3_endpoint}"]) == 0
+    assert "report: s3://lssed-test/report-cli/index.html" in capsys.readouterr().out
+    assert dest.exists("index.html") and dest.exists("report.md") and dest.exists("report.json")
+    assert [p for p in dest.list("tables") if p.endswith(".csv")] and [p for p in dest.list("figures")
+                                                                       if p.endswith(".png")]
+
+
 def test_table_cell_lookup_is_strict():
     t = Table("k", "t", ("a", "b"), ((1, 2), (1, 3)))
     with pytest.raises(KeyError):

@@ -53,12 +53,17 @@ def test_random_search_draws_distinct_points_reproducibly():
 
 
 def test_bad_spaces_raise_with_advice():
+    """The one settings check (lssed.validate) rejects them before trial_specs runs."""
+    from lssed.validate import validate_config
+
     with pytest.raises(ConfigError, match="hop 512 > window 400"):
-        space.trial_specs(cfg_with("tune.windows=[400]", "tune.hops=[512]"))
-    with pytest.raises(ConfigError, match="positive"):
-        space.trial_specs(cfg_with("tune.windows=[0]"))
-    with pytest.raises(ConfigError, match="num_samples"):
-        space.trial_specs(cfg_with("tune.num_samples=0"))
+        validate_config(cfg_with("tune.windows=[400]", "tune.hops=[512]"), "tune")
+    with pytest.raises(ConfigError, match=r"tune.windows=\[0\]"):
+        validate_config(cfg_with("tune.windows=[0]"), "tune")
+    with pytest.raises(ConfigError, match="tune.num_samples=0"):
+        validate_config(cfg_with("tune.num_samples=0"), "tune")
+    with pytest.raises(ConfigError, match="tune.lrs"):
+        validate_config(cfg_with("tune.lrs=[-0.1]"), "tune")
 
 
 def test_trial_config_changes_only_the_trial_keys():
