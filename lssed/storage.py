@@ -204,7 +204,24 @@ def _pyarrow_s3(endpoint: str | None, region: str, retries: int, connect_timeout
             kwargs["endpoint_override"] = endpoint
         # S3-compatible servers (MinIO, moto) expect path-style requests
         kwargs["force_virtual_addressing"] = False
-    return pafs.S3FileSystem(**kwargs)
+    fs = _S3FileSystem(**kwargs)
+    fs.lssed_settings = (endpoint, region, retries, connect_timeout_s, request_timeout_s)
+    return fs
+
+
+class _S3FileSystem(pafs.S3FileSystem):
+    """pyarrow's S3 filesystem that keeps its retry strategy when pickled.
+
+    pyarrow pickles an ``S3FileSystem`` without its ``retry_strategy``: the copy that Ray sends
+    to its processes (Ray Train's controller and workers get ``RunConfig.storage_filesystem``,
+    Ray Data's read tasks their ``filesystem``) would retry with pyarrow's default of 3 attempts
+    and fail a run on a few seconds of S3 outage. This one is rebuilt from lssed's settings.
+    """
+
+    lssed_settings: tuple[Any, ...]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _pyarrow_s3, self.lssed_settings
 
 
 @functools.lru_cache(maxsize=None)

@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -142,7 +143,7 @@ def test_one_filesystem_per_process_and_settings(s3_endpoint):
     changed = Storage(st.uri, s3_endpoint, retries=4, connect_timeout_s=3.0, request_timeout_s=8.0)
     assert changed.filesystem is not st.filesystem and changed.fsspec() is not st.fsspec()
     # the settings reached both clients (pyarrow's own description of its filesystem; botocore's config)
-    pa_options = st.filesystem.__reduce__()[1][0]
+    pa_options = pafs.S3FileSystem.__reduce__(st.filesystem)[1][0]
     assert (pa_options["connect_timeout"], pa_options["request_timeout"]) == (3.0, 9.0)
     config = st.fsspec().s3.meta.config
     assert (config.connect_timeout, config.read_timeout) == (3.0, 9.0)
@@ -165,3 +166,14 @@ def test_hung_endpoint_fails_after_the_configured_attempts_instead_of_hanging():
         with pytest.raises(OSError, match="(?i)timeout"):
             st.fsspec().info(f"{st.root}/x.txt")
         assert server.connections == 2
+
+
+def test_a_pickled_filesystem_keeps_its_retries():
+    """Ray pickles the filesystem it hands to Train's controller and workers; pyarrow's own pickling
+    drops ``retry_strategy`` (back to 3 attempts). The copy must still try retries + 1 times."""
+    with silent_server() as server:
+        st = Storage("s3://bucket/prefix", server.url, retries=4, connect_timeout_s=1.0, request_timeout_s=0.5)
+        copy = pickle.loads(pickle.dumps(st.filesystem))
+        with pytest.raises(OSError, match="(?i)timeout"):
+            copy.get_file_info("bucket/prefix/x.txt")
+        assert server.connections == 5
