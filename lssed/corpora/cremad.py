@@ -80,7 +80,8 @@ def read_cremad(root: Path, collector: RowCollector) -> None:
         source = str(path.relative_to(root))
         m = _NAME.match(path.stem)
         if not m:
-            collector.reject(None, source, "bad_name", f"file name {path.name!r} is not <actor>_<sentence>_<emotion>_<level>")
+            collector.reject(None, source, "bad_name",
+                             f"file name {path.name!r} is not <actor>_<sentence>_<emotion>_<level>")
             continue
         actor, sentence, emotion, _level = m.groups()
         gender, age = demographics.get(actor, (None, None))

@@ -123,7 +123,8 @@ def read_daicwoz(root: Path, collector: RowCollector) -> None:
                     continue
                 utt_id = f"{pid}_{time_key(start)}"
                 if known is None:
-                    collector.reject(utt_id, source, "no_label", f"participant {pid} has no PHQ-8 label in the split lists")
+                    collector.reject(utt_id, source, "no_label",
+                                     f"participant {pid} has no PHQ-8 label in the split lists")
                     continue
                 part, label, gender = known
                 collector.add(

@@ -97,7 +97,8 @@ def read_iemocap(root: Path, collector: RowCollector, *, test_session: int = 5) 
                 start, end, turn, code = float(m.group(1)), float(m.group(2)), m.group(3), m.group(4).lower()
                 t = _TURN.match(turn)
                 if not t:
-                    collector.reject(turn, source, "bad_name", f"turn id {turn!r} does not look like Ses01F_impro01_F000")
+                    collector.reject(turn, source, "bad_name",
+                                     f"turn id {turn!r} does not look like Ses01F_impro01_F000")
                     continue
                 if code == "xxx":
                     collector.reject(turn, source, "no_label", "no majority emotion (xxx)")

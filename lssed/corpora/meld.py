@@ -71,8 +71,9 @@ def read_meld(root: Path, collector: RowCollector) -> None:
                 try:
                     dia, utt = int(row["Dialogue_ID"]), int(row["Utterance_ID"])
                 except ValueError:
-                    collector.reject(None, source, "unparsable_line", f"Dialogue_ID/Utterance_ID {row['Dialogue_ID']!r}/{row['Utterance_ID']!r} "
-                                                   "are not integers")
+                    collector.reject(None, source, "unparsable_line",
+                                     f"Dialogue_ID/Utterance_ID {row['Dialogue_ID']!r}/{row['Utterance_ID']!r} "
+                                     "are not integers")
                     continue
                 name = f"dia{dia}_utt{utt}.mp4"
                 media = next((d / name for d in clip_dirs if (d / name).is_file()), clip_dirs[0] / name)

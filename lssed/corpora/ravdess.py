@@ -62,10 +62,12 @@ def read_ravdess(root: Path, collector: RowCollector) -> None:
             collector.reject(utt_id, source, "no_audio", "video-only recording (modality 02) has no audio")
             continue
         if modality == 1 and key in audio_only:
-            collector.reject(utt_id, source, "duplicate_recording", f"audio-video copy of 03-{key}.wav (the audio-only file is used)")
+            collector.reject(utt_id, source, "duplicate_recording",
+                             f"audio-video copy of 03-{key}.wav (the audio-only file is used)")
             continue
         if modality not in (1, 3) or channel not in (1, 2) or not 1 <= actor <= 24:
-            collector.reject(utt_id, source, "bad_name", f"file name {path.name!r}: modality, vocal channel or actor out of range")
+            collector.reject(utt_id, source, "bad_name",
+                             f"file name {path.name!r}: modality, vocal channel or actor out of range")
             continue
         vocal = "speech" if channel == 1 else "song"
         collector.add(
