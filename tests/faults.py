@@ -37,11 +37,29 @@ def live_actor_pids(class_name: str) -> list[int]:
 
 
 def checkpoint_written(runs_dir: Path, epoch: int) -> Callable[[], bool]:
-    """True once a run under ``runs_dir`` (``<out>/runs``) has reported ``epoch``'s checkpoint."""
+    """True once a run under ``runs_dir`` (``<out>/runs``) holds a whole checkpoint of ``epoch``.
+
+    Whole: its state loads. The file exists while it is still being written, and a worker
+    killed then leaves a torn checkpoint that resume skips (it falls back to an older one, or
+    starts over), which is not what a test of resuming wants.
+    """
+    import torch
+
     from lssed.train.trainer import CHECKPOINT_DIR, STATE_FILE
 
     pattern = f"*/{CHECKPOINT_DIR.format(epoch)}/{STATE_FILE}"
-    return lambda: any(Path(runs_dir).glob(pattern))
+
+    def complete() -> bool:
+        for path in Path(runs_dir).glob(pattern):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception:  # noqa: BLE001 - partly written: look again at the next poll
+                continue
+            if int(state.get("epoch", -1)) == epoch:
+                return True
+        return False
+
+    return complete
 
 
 @contextmanager
