@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lssed.errors import UserError
+
 log = logging.getLogger(__name__)
 
 _TRIES = 256
@@ -140,9 +142,38 @@ def official_split(
     return [str(o) for o in out]
 
 
-def speakers_overlap(groups: Sequence[str], splits: Sequence[str]) -> dict[str, set[str]]:
-    """Groups (speakers) found in more than one split part: empty for a clean protocol."""
+def speakers_overlap(groups: Sequence[str | None], splits: Sequence[str | None]) -> dict[str, set[str]]:
+    """Groups (speakers) found in more than one split part: empty for a clean protocol.
+
+    Rows without a speaker or without a split part are not counted (they belong to no part
+    or to no one)."""
     seen: dict[str, set[str]] = {}
     for g, s in zip(groups, splits):
-        seen.setdefault(g, set()).add(s)
+        if g is None or s is None:
+            continue
+        seen.setdefault(str(g), set()).add(str(s))
     return {g: parts for g, parts in seen.items() if len(parts) > 1}
+
+
+class SpeakerOverlapError(UserError):
+    """Speakers found in more than one of train/val/test: the results would not be speaker-independent."""
+
+
+def assert_speaker_disjoint(speakers: Sequence[str | None], splits: Sequence[str | None], *, what: str = "") -> None:
+    """Raise :class:`SpeakerOverlapError` (a UserError) naming the speakers in several split parts.
+
+    ``speakers`` and ``splits`` are parallel per-row sequences (e.g. a manifest's or the shards'
+    ``speaker`` and ``split`` columns); ``what`` names the data in the message.
+    """
+    if len(speakers) != len(splits):
+        raise ValueError(f"assert_speaker_disjoint: {len(speakers)} speakers but {len(splits)} splits")
+    overlap = speakers_overlap(speakers, splits)
+    if overlap:
+        names = sorted(overlap)
+        shown = ", ".join(f"{g} ({'/'.join(sorted(overlap[g]))})" for g in names[:10])
+        more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+        raise SpeakerOverlapError(
+            f"{what + ': ' if what else ''}{len(names)} speaker(s) are in more than one split part: {shown}{more}; "
+            "the split is not speaker-independent: prepare the corpus again with corpus.split=speaker, "
+            "official or folds (utterance splits leak speakers by design)"
+        )

@@ -78,3 +78,12 @@ def test_official_split_carves_val_from_train_speakers() -> None:
     assert len({g for g, s in zip(groups, split) if s == "val"}) == 1
     with pytest.raises(ValueError, match="no official split"):
         official_split([None] * 60, groups, labels)
+
+
+def test_assert_speaker_disjoint_names_the_shared_speakers() -> None:
+    from lssed.corpora.splits import assert_speaker_disjoint
+    from lssed.errors import UserError
+
+    assert_speaker_disjoint(["a", "a", "b", None], ["train", "train", "test", "val"])  # clean: no error
+    with pytest.raises(UserError, match=r"2 speaker\(s\).*s1 \(test/train\), s2 \(train/val\)"):
+        assert_speaker_disjoint(["s1", "s1", "s2", "s2", "s3"], ["train", "test", "train", "val", "test"])
