@@ -29,6 +29,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from lssed.errors import UserError
+
 from lssed.config import StorageConfig
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 SUCCESS_MARKER = "_SUCCESS.json"
 
 
-class StorageError(RuntimeError):
+class StorageError(UserError, RuntimeError):
     """A storage URI is malformed or unreachable; the message says what to check."""
 
 

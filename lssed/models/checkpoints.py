@@ -19,10 +19,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from lssed.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint could not be read; the message says why and what to do."""
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lssed.labels import BENCHMARK_CLASSES
-from lssed.storage import Storage
+from lssed.storage import Storage, StorageError
 from lssed.train.types import LoopOutcome, Predictions
 from lssed.train.results import PREDICTIONS_FILE, RESULTS_FILE, RunResults
 
@@ -130,4 +130,9 @@ def read_predictions(run: Storage) -> pa.Table:
 def read_best_state(run: Storage) -> dict[str, Any]:
     import torch
 
-    return torch.load(io.BytesIO(run.read_bytes(BEST_MODEL_FILE)), map_location="cpu", weights_only=True)
+    data = run.read_bytes(BEST_MODEL_FILE)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file: name it, never evaluate garbage
+        raise StorageError(f"{run.join_uri(BEST_MODEL_FILE)} does not load as a weights file ({len(data)} bytes: "
+                           f"{exc}); retrain the run (`lssed train --force`) or restore the file") from exc

@@ -90,9 +90,7 @@ def write_synthetic_features(root: Storage, *, speakers: int = 6, per_class: int
     out.write_json({
         "digest": digest,
         "config": {"features": config_to_dict(feat)},
-        "rows_in": len(rows),
-        "rows_out": len(rows),
-        "rows_quarantined": 0,
+        "counts": {"rows_in": len(rows), "rows_out": len(rows), "rows_quarantined": 0},
         "stats": {"labelled": len(labelled)},
     }, SUCCESS_MARKER)
     return out.uri
