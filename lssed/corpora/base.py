@@ -20,13 +20,14 @@ from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
+from lssed.errors import UserError
 from lssed.labels import LSSED_LABELS, label4_index
 from lssed.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA
 
 log = logging.getLogger(__name__)
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus cannot be read as given; the message says what to fix."""
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lssed.config import Config, config_to_dict
+from lssed.errors import UserError
 from lssed.schema import MANIFEST_SCHEMA
 from lssed.storage import SUCCESS_MARKER, Storage, StorageError, stage_output, storage_from_config
 
@@ -40,7 +41,7 @@ _THROUGHPUT_KEYS = ("num_actors", "cpus_per_actor", "actor_start_timeout_s", "ke
 _UNKNOWN_SPAN_S = 30.0
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """The manifest cannot be preprocessed; the message says what to fix."""
 
 

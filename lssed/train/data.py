@@ -82,6 +82,17 @@ def _stored_feature_config(marker: dict[str, Any], uri: str) -> FeatureConfig:
     return config_from_dict({"features": section}).features
 
 
+def check_committed_rows(marker: dict[str, Any], shard_rows: int, marker_uri: str) -> None:
+    """The shards must hold exactly the rows their ``_SUCCESS.json`` committed: fewer means files were
+    lost or replaced after the commit, more means files from another run were added."""
+    committed = (marker.get("counts") or {}).get("rows_out")
+    if committed is not None and int(committed) != shard_rows:
+        raise StorageError(
+            f"{marker_uri} commits {committed} shard rows but the shards hold {shard_rows}: the feature set "
+            "changed after it was written; rerun `lssed preprocess --force` (or restore the shards)"
+        )
+
+
 def feature_config_differs(a: FeatureConfig, b: FeatureConfig) -> bool:
     return config_to_dict(a) != config_to_dict(b)
 
@@ -107,6 +118,7 @@ def describe_features(cfg: Config, features_uri: str) -> FeatureSource:
         meta = dataset.to_table(columns=["corpus", "label4", "split"])
     except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
         raise StorageError(f"cannot read the shards under {storage.join_uri('shards')}: {exc}") from exc
+    check_committed_rows(marker, meta.num_rows, storage.join_uri(SUCCESS_MARKER))
     if meta.num_rows == 0:
         raise ValueError(f"{features_uri} has no shard rows: the preprocess stage produced nothing to train on")
     label4 = meta.column("label4").to_numpy(zero_copy_only=False)
