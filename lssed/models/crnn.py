@@ -17,6 +17,7 @@ from torch import nn
 
 from lssed.models import register_model
 from lssed.models.base import SERModel, init_weights
+from lssed.models.masking import TimeMask
 
 
 class AttentionPool(nn.Module):
@@ -27,8 +28,12 @@ class AttentionPool(nn.Module):
         self.proj = nn.Linear(dim, hidden)
         self.score = nn.Linear(hidden, 1, bias=False)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax(self.score(torch.tanh(self.proj(h))).squeeze(-1), dim=1)  # (B, T)
+    def forward(self, h: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)  # (B, T)
+        if valid is not None:  # padded frames get no weight
+            keep = torch.arange(h.size(1), device=h.device) < valid.to(h.device)[:, None]
+            scores = scores.masked_fill(~keep, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
         return torch.bmm(weights.unsqueeze(1).to(h.dtype), h).squeeze(1)
 
 
@@ -58,15 +63,25 @@ class CRNNAttn(SERModel):
         self.fc = nn.Linear(2 * hidden, num_classes)
         init_weights(self)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, mask: TimeMask | None = None) -> torch.Tensor:
+        # ``mask``: active hooks keep padded frames out of the convs and pools (masking.py)
         x = self.freq_pool(self.cnn(x))  # (B, C, rows, T')
         x = torch.flatten(x, 1, 2).transpose(1, 2).contiguous()  # (B, T', C*rows)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            h, _ = self.lstm(x.float())
+            if mask is None:
+                h, _ = self.lstm(x.float())
+            else:  # each item's recurrence (both directions) runs over its valid frames only
+                valid = mask.valid(x.size(1)).cpu()
+                packed = nn.utils.rnn.pack_padded_sequence(x.float(), valid, batch_first=True, enforce_sorted=False)
+                h, _ = self.lstm(packed)
+                h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=x.size(1))
         return h  # (B, T', 2*hidden)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.attention(x)))
+    def feature_frames(self, features: torch.Tensor) -> int:
+        return features.size(1)
+
+    def forward_head(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(self.dropout(self.attention(x, valid)))
 
 
 @register_model

@@ -28,6 +28,7 @@ from torch import nn
 
 from lssed.models import register_model
 from lssed.models.base import SERModel, init_weights
+from lssed.models.masking import TimeMask, masked_time_mean
 from lssed.models.resnet import Bottleneck
 
 # (kernels, groups, output fraction of ``planes``) per stage, as in the paper / authors' code
@@ -72,12 +73,18 @@ class PyConv(nn.Module):
     block-diagonal dense conv), ``merged`` (all levels as one dense conv with the largest kernel).
     """
 
+    # every level is an odd kernel with "same" padding: over time the pyramid is one conv of
+    # its largest kernel, and the "merged"/"dense"/"split" modes call F.conv2d, which no conv
+    # hook sees, so the time mask (lssed/models/masking.py) hooks the pyramid itself
+    mixes_time = True
+
     def __init__(self, inplanes: int, planes: int, kernels: Sequence[int], groups: Sequence[int],
                  fractions: Sequence[float], stride: int = 1, mode: str = "grouped") -> None:
         super().__init__()
         if mode not in PYRAMID_MODES:
             raise ValueError(f"pyramid mode {mode!r} is not one of {PYRAMID_MODES}")
         self.kernels, self.groups, self.stride, self.mode = tuple(kernels), tuple(groups), stride, mode
+        self.kernel_size, self.padding = max(kernels), max(kernels) // 2
         for i, (k, g, f) in enumerate(zip(kernels, groups, fractions), start=1):
             self.add_module(f"conv2_{i}", nn.Conv2d(inplanes, int(planes * f), k, stride=stride,
                                                     padding=k // 2, groups=g, bias=False))
@@ -198,12 +205,16 @@ class PyResNet(SERModel):
         self.plan = tuple(plan)
         self.impl = "fast" if self.plan != ("grouped",) * 4 else self.impl
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, mask: TimeMask | None = None) -> torch.Tensor:
+        # ``mask``: active hooks keep padded frames out of every conv and pool (masking.py)
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.flatten(self.avgpool(x), 1)
+    def forward_head(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if valid is None:
+            x = torch.flatten(self.avgpool(x), 1)
+        else:  # the (4, 1) pool: 4 frequency bands, each averaged over the valid frames
+            x = torch.flatten(masked_time_mean(F.adaptive_avg_pool2d(x, (4, x.size(3))), valid), 1)
         if self.dp is not None:
             x = self.dp(x)
         return self.fc(x)

@@ -13,6 +13,7 @@ from torch import nn
 
 from lssed.models import register_model
 from lssed.models.base import SERModel, init_weights
+from lssed.models.masking import TimeMask, masked_time_mean
 
 ConvLayer = Callable[..., nn.Conv2d]
 
@@ -100,12 +101,15 @@ class ResNet(SERModel):
         layers += [block_cls(self.inplanes, planes, conv_layer=conv_layer) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, mask: TimeMask | None = None) -> torch.Tensor:
+        # ``mask``: active hooks keep padded frames out of every conv and pool (masking.py)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+    def forward_head(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        if valid is None:
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.fc(masked_time_mean(x.mean(dim=2), valid))  # (B, C, F, T) -> (B, C)
 
 
 @register_model

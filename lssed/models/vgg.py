@@ -15,6 +15,7 @@ from torch import nn
 
 from lssed.models import register_model
 from lssed.models.base import SERModel, init_weights
+from lssed.models.masking import TimeMask, masked_time_mean
 
 # torchvision's configurations: numbers are 3x3 conv widths, "M" a 2x2 max-pool
 CFGS: dict[str, tuple[int | str, ...]] = {
@@ -48,11 +49,13 @@ class VGG(SERModel):
         self.fc = nn.Linear(in_c, num_classes)
         init_weights(self)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, mask: TimeMask | None = None) -> torch.Tensor:
+        # ``mask``: active hooks keep padded frames out of every conv and pool (masking.py)
         return self.features(x)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+    def forward_head(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = torch.flatten(self.avgpool(x), 1) if valid is None else masked_time_mean(x.mean(dim=2), valid)
+        return self.fc(self.dropout(pooled))
 
 
 @register_model
