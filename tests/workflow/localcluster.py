@@ -106,7 +106,8 @@ class LocalCluster:
         from ray.util.state import list_nodes
 
         return [n.__dict__ if hasattr(n, "__dict__") else dict(n)
-                for n in list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")])]
+                for n in list_nodes(address=self.dashboard, filters=[("state", "=", "ALIVE")],
+                                   raise_on_missing_output=False)]
 
     def wait_for_nodes(self, n: int, timeout: float = 300) -> None:
         self._wait(lambda: len(self.alive_nodes()) >= n, timeout, f"{n} alive nodes")
@@ -127,6 +128,16 @@ class LocalCluster:
 
     def tail(self, n: int = 4000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-n:]}" for p in self.logs if p.exists())
+
+    def kill_node(self, index: int) -> None:
+        """SIGKILL node ``index``'s whole process group (raylet, workers, agents): the node is gone
+        as when its machine dies. The head is index 0."""
+        proc = self.procs[index]
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(30)
 
     def stop(self) -> None:
         """Signal our process groups, then anything still naming our temp dir; by pid only."""
@@ -164,3 +175,21 @@ def _pids_naming(text: str) -> list[int]:
 def short_temp_dir() -> Path:
     """Ray's unix sockets live under the temp dir: keep its path short."""
     return Path(tempfile.mkdtemp(prefix="lssed-rc-", dir="/tmp"))
+
+
+def start_two_node_cluster(*, head_cpus: int, node_cpus: int, node_resource: str) -> LocalCluster:
+    """Head + a second node with ``node_resource``. `ray start` gives a raylet 30 s to register,
+    which a loaded machine can miss: a failed bring-up is torn down and tried again (3 times)."""
+    errors = []
+    for _attempt in range(3):
+        c = LocalCluster(short_temp_dir())
+        try:
+            c.start_head(num_cpus=head_cpus, resources={"head": 1})
+            c.wait_for_dashboard()
+            c.add_node(num_cpus=node_cpus, resources={node_resource: node_cpus})
+            c.wait_for_nodes(2)
+            return c
+        except (RuntimeError, TimeoutError) as exc:
+            errors.append(str(exc)[-2000:])
+            c.stop()
+    raise RuntimeError("could not start the local two-node cluster:\n" + "\n\n".join(errors))

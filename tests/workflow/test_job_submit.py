@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .localcluster import RAY, LocalCluster, cluster_env, short_temp_dir
+from .localcluster import RAY, cluster_env, start_two_node_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -34,27 +34,9 @@ TINY = [
 ]
 
 
-def _start_cluster() -> LocalCluster:
-    """Head + second node. `ray start` gives a raylet 30 s to register, which a loaded
-    machine can miss: a failed bring-up is torn down and tried again (at most 3 times)."""
-    errors = []
-    for _attempt in range(3):
-        c = LocalCluster(short_temp_dir())
-        try:
-            c.start_head(num_cpus=1, resources={"head": 1})
-            c.wait_for_dashboard()
-            c.add_node(num_cpus=2, resources={NODE2_RESOURCE: 2})
-            c.wait_for_nodes(2)
-            return c
-        except (RuntimeError, TimeoutError) as exc:
-            errors.append(str(exc)[-2000:])
-            c.stop()
-    raise RuntimeError("could not start the local two-node cluster:\n" + "\n\n".join(errors))
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    c = _start_cluster()
+    c = start_two_node_cluster(head_cpus=1, node_cpus=2, node_resource=NODE2_RESOURCE)
     try:
         yield c
     finally:
