@@ -62,11 +62,20 @@ class CorpusConfig:
     speakers: int = 6
     per_class: int = 6
     seed: int = 0
-    # split protocol: "speaker" (speaker-independent, stratified) or "official" where the
-    # corpus has one (MELD files, IEMOCAP sessions, DAIC-WOZ lists)
-    split: Literal["speaker", "official"] = "speaker"
+    # the manifest's and shards' `corpus` value (default: the adapter name); tells two generic
+    # or demo corpora apart in cross-corpus tables
+    id: str | None = None
+    # split protocol (docs/corpora.md "Splits"): "speaker" (speaker-group, label-stratified),
+    # "utterance" (rows alone: leaks speakers, accepts rows without one), "official" (the
+    # corpus's own: MELD files, IEMOCAP session 5, DAIC-WOZ lists, a CSV's split column; val
+    # carved from train by speaker when it has none) or "folds" (`folds` speaker-group folds
+    # in the `fold` column; IEMOCAP: its sessions)
+    split: Literal["speaker", "utterance", "official", "folds"] = "speaker"
     val_fraction: float = 0.15
     test_fraction: float = 0.2
+    folds: int = 5
+    # count `excited` as happy in the 4 classes; None: the corpus's convention (IEMOCAP only)
+    merge_excited: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import warnings
 from dataclasses import fields
 from typing import Any, Iterable, Literal, Mapping, Sequence
@@ -46,6 +47,8 @@ def validate_config(cfg: Config, *stages: Stage, models: Sequence[str] | None = 
         check_stages(check)
     if "corpus" in wanted:
         check_corpus(check)
+    if "import" in wanted and "corpus" not in wanted:
+        check_corpus_split(check)  # import-features carves val / splits by speaker with these keys
     if wanted & {"preprocess", "import", "train", "tune"}:
         # imported spectrograms were computed elsewhere: their filterbank is not ours to check
         check_features(check, filterbank=bool(wanted & {"preprocess", "train", "tune"}))
@@ -206,12 +209,22 @@ def check_corpus(check: _Checker) -> None:
     if c.name not in ("generic", "demo") and (c.encoding != "auto" or c.allow_outside_root):
         check.fail("corpus.encoding" if c.encoding != "auto" else "corpus.allow_outside_root",
                    f"applies to the generic/demo CSV only; {c.name} finds its media under corpus.root itself")
+    check_corpus_split(check)
+    check.finite_floats("corpus")  # keys without a rule of their own
+
+
+def check_corpus_split(check: _Checker) -> None:
+    """The split and label keys (also read by `lssed import-features`)."""
+    c = check.cfg.corpus
+    if c.id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", str(c.id)):
+        check.fail("corpus.id", "must be 1-64 letters, digits, '_', '.' or '-' (it names files and table rows)")
+    if c.split == "folds":
+        check.integer("corpus.folds", 3, why=" (each fold is a run's test set, the next its validation set)")
     check.number("corpus.val_fraction", ge=0, lt=1)
     check.number("corpus.test_fraction", gt=0, lt=1)
     if check.ok("corpus.val_fraction") and check.ok("corpus.test_fraction") and c.val_fraction + c.test_fraction >= 1:
         check.fail("corpus.test_fraction", f"corpus.val_fraction + corpus.test_fraction must be < 1 "
                                            f"(got {c.val_fraction:g} + {c.test_fraction:g}: nothing left to train on)")
-    check.finite_floats("corpus")  # keys without a rule of their own
 
 
 def check_features(check: _Checker, *, filterbank: bool = True) -> None:

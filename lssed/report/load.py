@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from lssed.storage import SUCCESS_MARKER, Storage, StorageError
+from lssed.storage import SUCCESS_MARKER, Storage, StorageError, storage_from_config
 from lssed.train.results import PREDICTIONS_FILE, RESULTS_FILE, RunResults
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ def _dirs(storage: Storage) -> list[str]:
 
 def resolve_runs_dir(runs_uri: str, storage_cfg: Any | None = None) -> Storage:
     """``runs_uri`` is the storage root holding ``runs/`` or ``runs/`` itself."""
-    endpoint = getattr(storage_cfg, "endpoint_url", None)
-    region = getattr(storage_cfg, "region", None)
-    base = Storage(runs_uri, endpoint, region)
+    base = storage_from_config(storage_cfg, runs_uri)
     try:
         exists = base.exists()
     except OSError as exc:
@@ -103,7 +101,7 @@ def _load_run(run_dir: Storage, name: str, missing: list[str]) -> LoadedRun | No
 
 
 def _load_features(uri: str, storage_cfg: Any | None, missing: list[str]) -> LoadedFeatures:
-    storage = Storage(uri, getattr(storage_cfg, "endpoint_url", None), getattr(storage_cfg, "region", None))
+    storage = storage_from_config(storage_cfg, uri)
     marker: dict[str, Any] = {}
     try:
         marker = storage.read_json(SUCCESS_MARKER)

@@ -14,6 +14,7 @@ workers from the latest checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -50,12 +51,11 @@ def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str,
         "class_counts": list(source.class_counts),
         "train_corpora": list(source.train_corpora),
         "features_uri": source.uri,
-        "features_storage": {"uri": source.storage.uri, "endpoint_url": source.storage.endpoint_url,
-                             "region": source.storage.region},
+        "features_storage": dataclasses.asdict(source.storage),  # with its retries and timeouts
         "features_digest": source.digest,
         "run_name": run_name,
         "num_workers": cfg.train.num_workers,
-        "out": {"uri": out.uri, "endpoint_url": out.endpoint_url, "region": out.region},
+        "out": dataclasses.asdict(out),
     }
 
 

@@ -14,6 +14,7 @@ whose selected checkpoint has the highest validation UA in its ``results.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -208,7 +209,7 @@ def tune(cfg: Config, features_uri: str, *, out: Storage, force: bool = False) -
 
     trainable = rtune.with_resources(
         rtune.with_parameters(_run_trial, cfg=cfg, features_uri=features_uri,
-                              out_cfg={"uri": out.uri, "endpoint_url": out.endpoint_url, "region": out.region},
+                              out_cfg=dataclasses.asdict(out),
                               sweep=sweep),
         {"CPU": space.DRIVER_CPUS},
     )
