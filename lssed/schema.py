@@ -25,6 +25,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("label", pa.string()),  # full label set name (labels.LSSED_LABELS or the corpus's own)
         ("label4", pa.int8()),  # benchmark index 0-3 or null
         ("split", pa.string()),  # train | val | test
+        ("fold", pa.int8()),  # 0..k-1 with corpus.split=folds, else null (old manifests lack it)
         ("text", pa.string()),
     ]
 )
@@ -49,6 +50,7 @@ CARRIED_COLUMNS: tuple[str, ...] = (
     "label",
     "label4",
     "split",
+    "fold",
     "start_s",
     "end_s",
 )
@@ -64,6 +66,7 @@ SHARD_SCHEMA = pa.schema(
         ("label", pa.string()),
         ("label4", pa.int8()),
         ("split", pa.string()),
+        ("fold", pa.int8()),  # 0..k-1 with corpus.split=folds, else null; shards written before it lack it
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
         ("sample_rate", pa.int32()),

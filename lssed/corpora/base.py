@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 import pyarrow as pa
 
 from lssed.errors import UserError
-from lssed.labels import LSSED_LABELS, label4_index
+from lssed.labels import LSSED_LABELS, MULTI_LABEL_SEPARATOR, label4_index
 from lssed.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ REJECT_CODES: dict[str, str] = {
     "no_label": "the corpus gives this utterance no usable label (IEMOCAP xxx, DAIC-WOZ unlabelled)",
     "duplicate_recording": "another file of the corpus holds the same recording",
     "no_audio": "the recording has no audio (e.g. RAVDESS video-only)",
+    "no_speaker": "the row names no speaker, so no speaker-independent split can place it (corpus.split=utterance "
+                  "accepts such rows, but that split leaks speakers)",
 }
 
 # Times beyond this many seconds (~116 days) cannot be in any recording: rejected, not decoded.
@@ -82,9 +84,19 @@ LABEL_ALIASES: dict[str, str] = {
 
 
 def normalise_label(raw: str | None, extra: Mapping[str, str] | None = None) -> str | None:
-    """A corpus's label -> an LSSED label name (or an adapter's own name); None if unknown."""
+    """A corpus's label -> an LSSED label name (or an adapter's own name); None if unknown.
+
+    A multi-label value ``"Anger; exc"`` -> ``"angry;excited"`` (each part normalised, in the
+    given order, repeats dropped); None if any part is unknown.
+    """
     if raw is None:
         return None
+    if MULTI_LABEL_SEPARATOR in str(raw):
+        parts = [p for p in str(raw).split(MULTI_LABEL_SEPARATOR) if p.strip()]
+        names = [normalise_label(p, extra) for p in parts]
+        if not names or any(n is None for n in names):
+            return None
+        return MULTI_LABEL_SEPARATOR.join(dict.fromkeys(n for n in names if n is not None))
     key = str(raw).strip().lower()
     if extra and key in extra:
         return extra[key]
@@ -133,10 +145,17 @@ class PreparedCorpus:
 
 @dataclass
 class RowCollector:
-    """Validates candidate rows; keeps them or records rejects (``strict``: raise instead)."""
+    """Validates candidate rows; keeps them or records rejects (``strict``: raise instead).
+
+    ``merge_excited``: the corpus's 4-class convention (:func:`lssed.labels.label4_index`);
+    ``require_speaker``: reject rows without a speaker (``no_speaker``), as every split but
+    the utterance split needs one.
+    """
 
     corpus: str
     strict: bool = False
+    merge_excited: bool = False
+    require_speaker: bool = False
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     official: list[str | None] = field(default_factory=list)
@@ -179,7 +198,7 @@ class RowCollector:
         session: str | None = None,
         text: str | None = None,
         official_split: str | None = None,
-        label4: Callable[[str], int | None] = label4_index,
+        label4: Callable[[str], int | None] | None = None,
     ) -> bool:
         """Validate and keep one row; False (and a reject) if it cannot be used."""
         if not utt_id:
@@ -199,6 +218,10 @@ class RowCollector:
         if label is None:
             self.reject(utt_id, source, "unknown_label", f"unknown label {_short(raw_label)}")
             return False
+        if self.require_speaker and not (speaker and str(speaker).strip()):
+            self.reject(utt_id, source, "no_speaker", "no speaker for this utterance (needed by speaker-independent "
+                        "splits; corpus.split=utterance accepts it but leaks speakers)")
+            return False
         if media is None:
             self.reject(utt_id, source, "no_media", "no media file for this utterance")
             return False
@@ -213,13 +236,15 @@ class RowCollector:
             "start_s": None if start is None else float(start),
             "end_s": None if end is None else float(end),
             "speaker": speaker or None, "gender": gender, "age": age or None, "session": session or None,
-            "label": label, "label4": label4(label), "split": None, "text": text or None,
+            "label": label, "split": None, "fold": None, "text": text or None,
+            "label4": label4(label) if label4 is not None else label4_index(label, merge_excited=self.merge_excited),
         })
         self.official.append(official_split)
         return True
 
-    def manifest_table(self, splits: list[str]) -> pa.Table:
-        rows = [dict(r, split=s) for r, s in zip(self.rows, splits)]
+    def manifest_table(self, splits: list[str], folds: list[int] | None = None) -> pa.Table:
+        folds = folds if folds is not None else [None] * len(splits)  # type: ignore[list-item]
+        rows = [dict(r, split=s, fold=f) for r, s, f in zip(self.rows, splits, folds)]
         return pa.Table.from_pylist(rows, schema=MANIFEST_SCHEMA)
 
     def rejects_table(self) -> pa.Table:

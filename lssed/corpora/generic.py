@@ -6,11 +6,14 @@ Columns ``path,start,end,label,speaker,gender,age,session,text`` (header require
 free). ``path`` is relative to the CSV's folder (the corpus root) or absolute; empty
 ``start``/``end`` mean the start / end of the file; times are seconds (``12.5``) or
 ``hh:mm:ss,ms``. ``label`` is an LSSED label name or a common spelling of one (``ang``,
-``anger``, ``joy``, ``fearful`` ...; see ``lssed.corpora.base.LABEL_ALIASES``); other labels
-are rejected. ``gender`` is F/M (any usual spelling) or empty. Required columns: ``path``,
+``anger``, ``joy``, ``fearful`` ...; see ``lssed.corpora.base.LABEL_ALIASES``), or several
+joined by ``;`` (a multi-label utterance, kept whole); other labels are rejected. The 4
+benchmark classes are angry/neutral/happy/sad only (``excited`` is a label of its own, as in
+LSSED, unless ``corpus.merge_excited``). ``gender`` is F/M (any usual spelling) or empty. Required columns: ``path``,
 ``label``, ``speaker``; an optional ``utt_id`` column names the rows, otherwise the id is
 ``<file stem>_<start in ms>`` (see :func:`lssed.corpora.base.time_key`). Official split: an
-optional ``split`` column (train/val/test). The demo corpus is written in this layout
+optional ``split`` column (train/val/test; with no val rows, val is carved from the training
+speakers). The demo corpus is written in this layout
 (corpus name ``demo``).
 
 Reading is strict so that no row can vanish: the file is UTF-8 (a BOM is fine; otherwise

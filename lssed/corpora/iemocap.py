@@ -14,13 +14,15 @@ wav is missing, the dialog's ``SessionN/dialog/wav/<dialog>.wav`` or its video
 ``SessionN/dialog/transcriptions/<dialog>.txt`` when present.
 
 Labels: neu -> neutral, hap -> happy, exc -> excited (benchmark: happy, the usual IEMOCAP
-4-class convention), ang -> angry, sad -> sad, sur -> surprised, fea -> fear, dis ->
+4-class convention, ``corpus.merge_excited`` on by default here only), ang -> angry, sad -> sad, sur -> surprised, fea -> fear, dis ->
 disgusted, oth -> other, fru -> ``frustrated`` (IEMOCAP's own, outside the benchmark);
 ``xxx`` (no majority) rows are rejected. Speaker: ``Ses0N`` + the gender letter that starts
 the turn id's last field (``Ses01F_impro01_M012`` -> ``Ses01M``, male). Session: ``Ses0N``.
 
-Official split: leave-one-session-out; session 5 is the test set by default
-(``test_session=``); validation is carved from the training speakers.
+Splits keep whole sessions together (both actors of a dialogue on one side, since each
+hears and answers the other). Official split: session 5 is the test set by default
+(``test_session=``); validation is one training session carved out. Folds: one per session
+(leave one session out).
 
 Citation: C. Busso et al., "IEMOCAP: Interactive emotional dyadic motion capture database",
 Language Resources and Evaluation 42(4), 2008.
@@ -35,6 +37,12 @@ from pathlib import Path
 from lssed.corpora.base import CorpusError, RowCollector, normalise_label
 
 log = logging.getLogger(__name__)
+
+# The corpus's conventions, read by lssed.corpora.prepare: excited counts as happy in the
+# 4 classes; splits keep sessions whole; the folds are the sessions.
+MERGE_EXCITED = True
+SPLIT_GROUP = "session"
+FOLDS_ARE_GROUPS = True
 
 LABELS = {
     "neu": "neutral", "hap": "happy", "exc": "excited", "ang": "angry", "sad": "sad", "sur": "surprised",

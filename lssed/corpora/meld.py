@@ -35,6 +35,9 @@ from lssed.corpora.base import CorpusError, RowCollector, normalise_label
 
 log = logging.getLogger(__name__)
 
+# The official (dialogue) split shares speakers between its parts: prepare warns, not fails.
+OFFICIAL_SPEAKER_DISJOINT = False
+
 LABELS = {"neutral": "neutral", "joy": "happy", "sadness": "sad", "anger": "angry", "surprise": "surprised",
           "fear": "fear", "disgust": "disgusted"}
 FILES = {"train": "train_sent_emo.csv", "dev": "dev_sent_emo.csv", "test": "test_sent_emo.csv"}

@@ -1,4 +1,4 @@
-"""Speaker-independent, label-stratified train/val/test splits, and official splits.
+"""Speaker-independent, label-stratified train/val/test splits, k-fold splits, official splits.
 
 LSSED itself splits 80/20 with each emotion's share equal in both parts; we add that no
 speaker may be in two parts (the usual SER protocol) and carve validation from training
@@ -22,12 +22,75 @@ log = logging.getLogger(__name__)
 _TRIES = 256
 
 
-def speaker_groups(speakers: Sequence[str | None], sessions: Sequence[str | None], utt_ids: Sequence[str]) -> list[str]:
-    """The unit kept together by a split: the speaker, else the session, else the utterance."""
-    out = []
-    for spk, ses, utt in zip(speakers, sessions, utt_ids):
-        out.append(f"speaker:{spk}" if spk else f"session:{ses}" if ses else f"utt:{utt}")
-    return out
+def fold_split(
+    groups: Sequence[str],
+    labels: Sequence[str | None],
+    *,
+    folds: int,
+    seed: int = 0,
+    fixed: bool = False,
+) -> list[int]:
+    """A fold 0..k-1 per row: whole groups (speakers) per fold, label-stratified, sizes ~N/k.
+
+    ``fixed``: each group is one fold, in sorted group order (IEMOCAP's sessions: leave one
+    session out); ``folds`` must then equal the number of groups. Otherwise many seeded random
+    group orders are tried, each group going to the fold with the fewest rows so far, and the
+    assignment whose folds best match the overall label distribution and equal sizes wins.
+    Deterministic for the rows and the seed. A run with ``train.fold = f`` tests on fold f,
+    validates on fold (f+1) mod k and trains on the rest.
+    """
+    names = sorted(set(groups))
+    if folds < 3:
+        raise ValueError(f"k-fold splits need folds >= 3 (a test, a validation and a training fold), got {folds}")
+    if len(names) < folds:
+        raise ValueError(f"{folds} folds need at least {folds} speakers (groups), this corpus has {len(names)}; "
+                         f"set corpus.folds <= {len(names)}")
+    index = {g: i for i, g in enumerate(names)}
+    if fixed:
+        if len(names) != folds:
+            raise ValueError(f"this corpus's folds are its {len(names)} groups ({', '.join(names)}); "
+                             f"set corpus.folds={len(names)}")
+        return [index[g] for g in groups]
+    n_rows = len(groups)
+    label_names = sorted({str(lab) for lab in labels})
+    lab_index = {lab: i for i, lab in enumerate(label_names)}
+    counts = np.zeros((len(names), len(label_names)), dtype=np.float64)
+    for g, lab in zip(groups, labels):
+        counts[index[g], lab_index[str(lab)]] += 1
+    sizes = counts.sum(axis=1)
+    overall = counts.sum(axis=0) / max(n_rows, 1)
+    rng = np.random.default_rng(seed)
+    best, best_cost = None, np.inf
+    for _ in range(_TRIES):
+        order = rng.permutation(len(names))
+        # the largest groups first (random among equals) fill the folds most evenly
+        order = order[np.argsort(-sizes[order], kind="stable")] if rng.random() < 0.5 else order
+        fold_of = np.zeros(len(names), dtype=np.int64)
+        fold_rows = np.zeros(folds)
+        fold_groups = np.zeros(folds, dtype=np.int64)
+        for g in order:
+            empty = np.flatnonzero(fold_groups == 0)
+            f = int(empty[0]) if empty.size >= len(names) - int(fold_groups.sum()) else int(np.argmin(fold_rows))
+            fold_of[g] = f
+            fold_rows[f] += sizes[g]
+            fold_groups[f] += 1
+        cost = 0.0
+        for f in range(folds):
+            mask = fold_of == f
+            n_f = sizes[mask].sum()
+            dist = counts[mask].sum(axis=0) / n_f
+            cost += abs(n_f / n_rows - 1 / folds) * 2 + np.abs(dist - overall).sum()
+        if cost < best_cost - 1e-12:
+            best, best_cost = fold_of, cost
+    assert best is not None
+    return [int(best[index[g]]) for g in groups]
+
+
+def split_of_fold(fold: int, test_fold: int, folds: int) -> str:
+    """The part of a row in fold ``fold`` when ``test_fold`` is tested: test f, val (f+1) mod k, else train."""
+    if fold == test_fold:
+        return "test"
+    return "val" if fold == (test_fold + 1) % folds else "train"
 
 
 def _assign(order: np.ndarray, sizes: np.ndarray, targets: Sequence[float], total: int, minimum: Sequence[int]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The corpus stage: ``corpus.*`` -> ``<out>/corpus/<name>-<digest>/manifest.parquet`` (+ rejects).
+"""The corpus stage: ``corpus.*`` -> ``<out>/corpus/<id>-<digest>/manifest.parquet`` (+ rejects).
 
 The key digests the corpus config, so a rerun with the same config finds the committed
 ``_SUCCESS.json`` and returns at once (``skipped=True``). ``demo`` synthesises the corpus
@@ -32,7 +32,7 @@ class CorpusResult:
     uri: str
     manifest_uri: str
     rejects_uri: str
-    digest: str  # the stage key, <corpus name>-<config digest>
+    digest: str  # the stage key, <corpus id (default: its name)>-<config digest>
     input_rows: int
     rows: int
     rejected: int
@@ -42,7 +42,7 @@ class CorpusResult:
 def corpus_stage(cfg: Config, *, out: Storage, force: bool = False) -> CorpusResult:
     """The manifest in storage, keyed by the corpus config; skipped when committed."""
     c = cfg.corpus
-    key = f"{c.name}-{digest(c)}"
+    key = f"{c.id or c.name}-{digest(c)}"
     stage = stage_output(out, STAGE, key)
     manifest_uri = stage.storage.join_uri("manifest.parquet")
     rejects_uri = stage.storage.join_uri("manifest.rejects.parquet")
@@ -71,20 +71,18 @@ def corpus_stage(cfg: Config, *, out: Storage, force: bool = False) -> CorpusRes
 
 
 def _prepare(cfg: Config, dest: Storage, tmp: Path) -> PreparedCorpus:
-    from lssed.corpora import prepare
+    from lssed.corpora import prepare_config
 
     c = cfg.corpus
-    split = dict(strict=c.strict, split=c.split, seed=c.seed, val_fraction=c.val_fraction,
-                 test_fraction=c.test_fraction)
     if c.name != "demo":
-        return prepare(c.name, c.root, **split, encoding=c.encoding, allow_outside_root=c.allow_outside_root)
+        return prepare_config(c)
     from lssed.corpora.demo import make_demo_corpus
 
     # Local storage: the media live in storage beside the manifest. S3: generate locally,
     # upload, and point the manifest at the uploaded objects.
     demo_dir = tmp / "demo" if dest.is_s3 else Path(dest.path("demo"))
     csv = make_demo_corpus(demo_dir, speakers=c.speakers, per_class=c.per_class, seed=c.seed)
-    prepared = prepare("demo", csv, **split)
+    prepared = prepare_config(c, csv)
     return upload_media(prepared, demo_dir, dest.child("demo")) if dest.is_s3 else prepared
 
 

@@ -9,10 +9,20 @@ The label CSV has a header; columns (only the first two are required):
 
 - ``utt_id``: the array is ``FEATURE_DIR/<utt_id>.npy`` (or the ``path`` column, relative to
   FEATURE_DIR);
-- ``label``: an LSSED label name (angry, neutral, happy, sad, ...; case-insensitive);
-  ``label4`` is derived (Angry=0, Neutral=1, Happy=2, Sad=3, else null);
-- ``speaker``, ``gender`` (F/M), ``age``, ``session``, ``split`` (train/val/test), ``corpus``
-  (default ``lssed``), ``path``.
+- ``label``: an LSSED label name (angry, neutral, happy, sad, ...; case-insensitive, common
+  spellings such as ``anger`` normalised), or several joined by ``;`` (a multi-label
+  utterance, kept whole); ``label4`` is derived with LSSED's convention (Angry=0, Neutral=1,
+  Happy=2, Sad=3; ``excited`` and the rest null unless ``corpus.merge_excited``; a
+  multi-label row only when its labels name exactly one of the four);
+- ``speaker``, ``gender`` (F/M), ``age``, ``session``, ``split`` (train/val(dev)/test),
+  ``corpus`` (default ``lssed``), ``path``.
+
+Splits: with a ``split`` column (every row filled), that partition; when it has no val rows
+(LSSED's own 80/20 train/test), ``corpus.val_fraction`` of the rows is carved out of the
+training speakers, never out of test. Without a ``split`` column the rows get a speaker
+split (``corpus.seed``, ``corpus.val_fraction``, ``corpus.test_fraction``). Either way no
+speaker may be in two parts (an error names them). Carving and speaker splits need the
+``speaker`` column; with neither column the rows have no split (a warning says so).
 
 Arrays are ``(n_mels, frames)``, or ``(frames, n_mels)`` with ``transposed=True``; their
 values are stored as given, so set ``features.*`` (e.g. ``features.log``) to describe them.
@@ -34,13 +44,13 @@ import numpy as np
 import pyarrow as pa
 
 from lssed.config import Config
-from lssed.labels import label4_index
+from lssed.labels import MULTI_LABEL_SEPARATOR, label4_index
 from lssed.schema import QUARANTINE_SCHEMA, SHARD_SCHEMA
 from lssed.storage import Storage, stage_output
 
 log = logging.getLogger(__name__)
 
-IMPORT_VERSION = 1
+IMPORT_VERSION = 2  # 2: LSSED's label convention (excited stays out of label4), val carved by speaker
 OPTIONAL_COLUMNS = ("speaker", "gender", "age", "session", "split", "corpus", "path")
 
 
@@ -65,6 +75,55 @@ def read_labels(labels_csv: str | Path) -> list[dict[str, str | None]]:
     if dups:
         raise ValueError(f"{path} repeats utt_id(s) {dups[:3]}; ids must be unique")
     return rows
+
+
+def normalise_labels(raw: str | None) -> str | None:
+    """``"Anger; excited"`` -> ``"angry;excited"``: each part's LSSED name where it has one
+    (common spellings), else the part in lower case (an imported set may have its own labels)."""
+    from lssed.corpora.base import normalise_label
+
+    parts = [p.strip() for p in (raw or "").split(MULTI_LABEL_SEPARATOR) if p.strip()]
+    names = [normalise_label(p) or p.lower() for p in parts]
+    return MULTI_LABEL_SEPARATOR.join(dict.fromkeys(names)) or None
+
+
+def assign_splits(rows: list[dict[str, Any]], cfg: Config, where: str = "label CSV") -> list[str | None]:
+    """Each row's split: the CSV's (val carved from train speakers when it has none), else a
+    speaker split; checked speaker-disjoint. Raises ValueError / a UserError saying what to fix."""
+    from lssed.corpora.splits import assert_speaker_disjoint, official_split, speaker_split
+
+    c = cfg.corpus
+    given = [{"dev": "val"}.get((r.get("split") or "").lower(), (r.get("split") or "").lower()) or None for r in rows]
+    speakers = [r.get("speaker") for r in rows]
+    labels = [r.get("label") for r in rows]
+    bad = sorted({g for g in given if g is not None and g not in ("train", "val", "test")})
+    if bad:
+        raise ValueError(f"{where}: split value(s) {bad} are not train/val(dev)/test")
+    if any(g is not None for g in given):
+        missing = sum(g is None for g in given)
+        if missing:
+            raise ValueError(f"{where}: {missing} row(s) have an empty split while others have one; fill every "
+                             "row's split, or drop the column for a speaker split")
+        out: list[str | None] = list(given)
+        if "val" not in given and c.val_fraction > 0:
+            train_without = sum(1 for g, s in zip(given, speakers) if g == "train" and not s)
+            if train_without:
+                raise ValueError(f"{where}: the split has no val rows, so val is carved out of the training "
+                                 f"speakers, but {train_without} training row(s) have no speaker; fill the speaker "
+                                 "column, give val rows in the split column, or set corpus.val_fraction=0")
+            out = list(official_split(given, speakers, labels, seed=c.seed, val_fraction=c.val_fraction))
+    elif any(speakers):
+        if not all(speakers):
+            raise ValueError(f"{where}: {sum(not s for s in speakers)} row(s) have no speaker; a speaker split needs "
+                             "every row's speaker (or give a split column)")
+        out = list(speaker_split(speakers, labels, seed=c.seed, val_fraction=c.val_fraction,
+                                 test_fraction=c.test_fraction))
+    else:
+        log.warning("%s has neither a split nor a speaker column: the rows have no train/val/test split, so "
+                    "training cannot use them; add one of the two columns", where)
+        return [None] * len(rows)
+    assert_speaker_disjoint(speakers, out, what=where)
+    return out
 
 
 def _array_path(feature_dir: Path, row: dict[str, Any]) -> Path:
@@ -107,8 +166,11 @@ def _digest(cfg: Config, feature_dir: Path, labels_csv: Path, rows: list[dict[st
     for row in rows:  # array files: name and size (hashing GBs of arrays would cost a full read)
         p = _array_path(feature_dir, row)
         h.update(f"{p.name}:{p.stat().st_size if p.is_file() else -1}\n".encode())
-    h.update(json.dumps({"config": feature_config_dict(cfg), "transposed": transposed, "v": IMPORT_VERSION},
-                        sort_keys=True).encode())
+    c = cfg.corpus  # the split and label settings change the shards' split and label4 columns
+    corpus = {"seed": c.seed, "val_fraction": c.val_fraction, "test_fraction": c.test_fraction,
+              "merge_excited": bool(c.merge_excited)}
+    h.update(json.dumps({"config": feature_config_dict(cfg), "transposed": transposed, "corpus": corpus,
+                         "v": IMPORT_VERSION}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -124,6 +186,8 @@ def import_features(cfg: Config, feature_dir: str | Path, labels_csv: str | Path
     if not feature_dir.is_dir():
         raise FileNotFoundError(f"feature directory {feature_dir} does not exist")
     rows = read_labels(labels_csv)
+    for row, split in zip(rows, assign_splits(rows, cfg, where=str(labels_csv))):
+        row["split"] = split
     digest = _digest(cfg, feature_dir, labels_csv, rows, transposed)
     stage = stage_output(out, "features", digest)
     if force:
@@ -197,12 +261,13 @@ def _shard(kept: list[tuple[dict[str, Any], np.ndarray]], cfg: Config) -> pa.Tab
     def col(name: str, default: Any = None) -> list[Any]:
         return [r.get(name) if r.get(name) is not None else default for r in rows]
 
-    labels = [(r["label"] or "").lower() or None for r in rows]
+    labels = [normalise_labels(r["label"]) for r in rows]
+    merge = bool(cfg.corpus.merge_excited)  # LSSED's convention unless asked: excited is its own label
     cols = {
         "utt_id": col("utt_id"), "corpus": col("corpus", "lssed"), "speaker": col("speaker"),
         "gender": [(g or "").upper()[:1] or None for g in col("gender")], "age": col("age"),
-        "session": col("session"), "label": labels, "label4": [label4_index(lb) for lb in labels],
-        "split": col("split"), "start_s": [None] * n, "end_s": [None] * n,
+        "session": col("session"), "label": labels, "label4": [label4_index(lb, merge_excited=merge) for lb in labels],
+        "split": col("split"), "fold": [None] * n, "start_s": [None] * n, "end_s": [None] * n,
         "sample_rate": [cfg.features.sample_rate] * n,
         "n_mels": [int(a.shape[0]) for _, a in kept], "n_frames": [int(a.shape[1]) for _, a in kept],
         "clipped_samples": [None] * n,
