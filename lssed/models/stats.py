@@ -21,7 +21,8 @@ def model_stats(name: str, input_shape: tuple[int, ...] = (1, 1, 128, 160), **kw
     from lssed.models import create_model
 
     model = create_model(name, **kw).eval()
-    params = sum(p.numel() for p in model.parameters())
+    # learned parameters, those a state_dict saves (not MTS's per-step branch copies)
+    params = sum(v.numel() for v in model.state_dict(keep_vars=True).values() if isinstance(v, torch.nn.Parameter))
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(torch.zeros(input_shape))
