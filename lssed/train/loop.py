@@ -11,8 +11,8 @@ optional class-weighted cross-entropy. ``batch_size`` is the global batch: each 
 takes ``batch_size // N`` (DDP averages the gradients). The checkpoint is selected on
 validation UA (ties keep the earlier epoch); test is evaluated once, at the end, with it.
 
-One SGD step is a :data:`TrainStep`, ``step(x, y, lengths) -> loss`` (``lengths``: the real
-frames of each padded crop, or None); :func:`eager_train_step` is the plain one, and another implementation (a compiled or CUDA-graphed step) plugs in where
+One SGD step is a :data:`TrainStep`, ``step(x, y) -> loss``; :func:`eager_train_step` is the
+plain one, and another implementation (a compiled or CUDA-graphed step) plugs in where
 :func:`build_training` makes it.
 """
 
@@ -35,9 +35,8 @@ from lssed.train.types import LoopOutcome, Predictions, WorkerContext
 
 log = logging.getLogger(__name__)
 
-# step(x, y, lengths) -> the batch's mean loss (a 0-d device tensor); it updates the model in place.
-# lengths: (B,) real frames of each crop (host tensor) or None; the model masks the padding.
-TrainStep = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+# step(x, y) -> the batch's mean loss (a 0-d device tensor); it updates the model in place
+TrainStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- pieces
@@ -70,10 +69,10 @@ def eager_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn
                      device: torch.device, *, amp: bool) -> TrainStep:
     """The plain SGD step: forward under autocast, float32 loss, backward, update."""
 
-    def step(x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
-            logits = model(x) if lengths is None else model(x, lengths)
+            logits = model(x)
         loss = loss_fn(logits.float(), y)
         loss.backward()
         optimizer.step()
@@ -113,9 +112,7 @@ def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
             x = spec_augment(x, **augment)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        # lengths stay on the host: the model decides "nothing padded" without a device sync
-        lengths = batch.get("lengths")
-        loss_sum += (step(x, y) if lengths is None else step(x, y, lengths)) * y.numel()
+        loss_sum += step(x, y) * y.numel()
         seen += int(y.numel())
     if timings is not None:
         timings["data_wait_s"] = timings.get("data_wait_s", 0.0) + waited
