@@ -209,6 +209,8 @@ def check_corpus(check: _Checker) -> None:
     if c.name not in ("generic", "demo") and (c.encoding != "auto" or c.allow_outside_root):
         check.fail("corpus.encoding" if c.encoding != "auto" else "corpus.allow_outside_root",
                    f"applies to the generic/demo CSV only; {c.name} finds its media under corpus.root itself")
+    if c.split == "official" and c.name in ("demo", "ravdess", "cremad"):
+        check.fail("corpus.split", f"corpus {c.name!r} has no official split; use speaker or folds")
     check_corpus_split(check)
     check.finite_floats("corpus")  # keys without a rule of their own
 
