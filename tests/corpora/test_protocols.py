@@ -147,3 +147,4 @@ def test_prepare_cli_takes_config_set_name_and_split(tmp_path: Path, capsys) -> 
     assert set(pq.read_table(out).column("fold").to_pylist()) == {None}
     assert main(["prepare", "--config", str(config), "--set", "corpus.folds=2", "--out", str(out)]) == 2
     assert main(["prepare", "generic", str(csv_path), "--name", "bad/name", "--out", str(out)]) == 2
+    assert main(["prepare", "demo", str(csv_path), "--split", "official", "--out", str(out)]) == 2  # it has none
