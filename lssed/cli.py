@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-features": ("lssed.preprocess.import_cli", "turn precomputed spectrograms (LSSED's release) into shards"),
     "train": ("lssed.train.cli", "train one model on the shards (Ray Train); writes results.json + predictions"),
     "tune": ("lssed.tune.cli", "sweep models x STFT windows x optimiser settings (Ray Tune, ASHA)"),
+    "evaluate": ("lssed.evaluate.cli", "score a finished run (or an imported checkpoint) on another feature set (Table 4)"),
     "report": ("lssed.report.cli", "benchmark tables, plots and an HTML page from the runs in storage"),
     "models": ("lssed.models.cli", "list the model zoo (--table: parameters and GFLOPs); import checkpoints"),
     "run": ("lssed.workflow_cli", "the whole workflow from one config (same as workflows/full.py)"),

@@ -62,6 +62,10 @@ class CorpusConfig:
     speakers: int = 6
     per_class: int = 6
     seed: int = 0
+    # demo only: speakers take the voice roster from this index on (another offset: other
+    # voices and speaker ids), and each session's noise SNR is drawn from snr_db [low, high]
+    voice_offset: int = 0
+    snr_db: tuple[float, ...] = (5.0, 25.0)
     # the manifest's and shards' `corpus` value (default: the adapter name); tells two generic
     # or demo corpora apart in cross-corpus tables
     id: str | None = None
@@ -163,6 +167,10 @@ class TrainConfig:
     checkpoints_to_keep: int = 2  # newest checkpoints kept in the run directory (resume needs 1)
     num_classes: int = 4
     run_name: str | None = None  # default: derived from model, features and config digest
+    # k-fold protocol (corpus.split=folds): None trains on the shards' `split` column; f tests
+    # fold f, validates on fold (f+1) mod k and trains on the rest. The workflow sets it per
+    # run when the features have folds (every fold is a run).
+    fold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,11 @@ class Config:
     report: ReportConfig = field(default_factory=ReportConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
+    # Several corpora for the workflow (each a corpus section); empty: the single `corpus`.
+    # With `crosscorpus: true` every run is also evaluated on every other corpus's test split
+    # (the report's Table 4).
+    corpora: tuple[CorpusConfig, ...] = ()
+    crosscorpus: bool = False
 
 
 # --------------------------------------------------------------------------- building

@@ -47,6 +47,8 @@ def validate_config(cfg: Config, *stages: Stage, models: Sequence[str] | None = 
         check_stages(check)
     if "corpus" in wanted:
         check_corpus(check)
+    if "workflow" in wanted:
+        check_corpora(check)
     if "import" in wanted and "corpus" not in wanted:
         check_corpus_split(check)  # import-features carves val / splits by speaker with these keys
     if wanted & {"preprocess", "import", "train", "tune"}:
@@ -195,6 +197,9 @@ def check_corpus(check: _Checker) -> None:
     if c.name == "demo":
         check.integer("corpus.speakers", 2, why=" (the demo's splits are speaker-independent)")
         check.integer("corpus.per_class", 1)
+        check.integer("corpus.voice_offset", 0, why=" (the demo's first voice in its roster)")
+        if not (len(c.snr_db) == 2 and all(math.isfinite(v) for v in c.snr_db) and c.snr_db[0] <= c.snr_db[1]):
+            check.fail("corpus.snr_db", "must be [low, high] finite dB with low <= high, e.g. [0, 10]")
     elif not c.root:
         check.fail("corpus.root", f"corpus {c.name!r} needs corpus.root (its directory, or the CSV for 'generic')")
     elif "://" not in c.root and not Path(c.root).expanduser().exists():
@@ -227,6 +232,26 @@ def check_corpus_split(check: _Checker) -> None:
     if check.ok("corpus.val_fraction") and check.ok("corpus.test_fraction") and c.val_fraction + c.test_fraction >= 1:
         check.fail("corpus.test_fraction", f"corpus.val_fraction + corpus.test_fraction must be < 1 "
                                            f"(got {c.val_fraction:g} + {c.test_fraction:g}: nothing left to train on)")
+
+
+def check_corpora(check: _Checker) -> None:
+    """The workflow's ``corpora:`` list (each entry a corpus section) and ``crosscorpus``."""
+    import dataclasses
+
+    cfg = check.cfg
+    for i, c in enumerate(cfg.corpora):
+        sub = _Checker(dataclasses.replace(cfg, corpus=c))
+        check_corpus(sub)
+        check.problems += [f"corpora[{i}].{p.removeprefix('corpus.')}" for p in sub.problems]
+    sections = cfg.corpora or (cfg.corpus,)
+    labels = [c.id or c.name for c in sections]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        check.problems.append(f"corpora: {repeated} name more than one corpus; give each a distinct corpus id "
+                              "(e.g. id: demo-b) so runs, evaluations and Table 4 can tell them apart")
+    if cfg.crosscorpus and len(sections) < 2:
+        check.problems.append("crosscorpus=true: list at least two corpora under `corpora:` (each a corpus "
+                              "section) to evaluate every run on the others")
 
 
 def check_features(check: _Checker, *, filterbank: bool = True) -> None:
@@ -329,6 +354,7 @@ def check_train(check: _Checker) -> None:
     check.integer("train.local_shuffle_buffer_size", 0, optional=True, why=" (0: no local shuffle)")
     check.integer("train.prefetch_batches", 0)
     check.integer("train.checkpoints_to_keep", 1, why=" (resuming needs the latest checkpoint)")
+    check.integer("train.fold", 0, optional=True, why=" (the k-fold protocol's test fold; null: the stored split)")
     from lssed.labels import BENCHMARK_CLASSES
 
     if not (isinstance(t.num_classes, int) and 2 <= t.num_classes <= len(BENCHMARK_CLASSES)):

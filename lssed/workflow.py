@@ -1,4 +1,4 @@
-"""The whole benchmark from one config: corpus -> preprocess -> train -> tune -> report.
+"""The whole benchmark from one config: corpus -> preprocess -> train -> [crosscorpus] -> tune -> report.
 
 Each stage lives in its package (``corpora/stage.py``, ``preprocess/stage.py``,
 ``train/runs.py``, ``tune/sweep.py``, ``report/publish.py``); this module calls them in order
@@ -10,6 +10,11 @@ failed half-way) picks up where it stopped; ``stages.force`` redoes everything. 
 training run, sweep or report is recorded and the remaining stages still run; without a
 manifest or features the workflow stops there. The command line is ``lssed run``
 (lssed/workflow_cli.py), the same as ``python workflows/full.py``.
+
+Several corpora (``corpora:``, each a corpus section; else the single ``corpus:``) are each
+prepared, preprocessed and trained on; with ``crosscorpus: true`` every run is then scored on
+every other corpus's test split (``lssed/evaluate/stage.py``: Table 4). The sweep runs on the
+first corpus.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, ParamSpec, TypeVar
 
-from lssed.config import Config, config_to_dict, digest
+from lssed.config import Config, CorpusConfig, config_to_dict, digest
 from lssed.storage import Storage, storage_from_config
 
 if TYPE_CHECKING:  # the stages import torch, Ray and pyarrow: only when they run
     from lssed.corpora.stage import CorpusResult
+    from lssed.evaluate.stage import CorpusFeatures, CrossCorpusResult, TrainedOn
     from lssed.preprocess.stage import FeatureSet
     from lssed.report.publish import PublishedReport
     from lssed.train.results import RunResults
@@ -42,7 +48,7 @@ T = TypeVar("T")
 class StageFailure:
     """One stage (or one training run) that raised; the workflow went on where it could."""
 
-    stage: str  # corpus | preprocess | train | tune | report
+    stage: str  # corpus | preprocess | train | crosscorpus | tune | report
     name: str  # e.g. the run name for a training run
     error: str  # "ExceptionType: message"
 
@@ -53,10 +59,13 @@ class WorkflowResult:
 
     storage_uri: str
     config_digest: str
-    corpus: CorpusResult | None = None
-    features: FeatureSet | None = None
-    runs: tuple[RunResults, ...] = ()  # one per (model, seed) that finished
+    corpus: CorpusResult | None = None  # the first corpus's
+    features: FeatureSet | None = None  # the first corpus's
+    runs: tuple[RunResults, ...] = ()  # one per (corpus, model, seed, fold) that finished
     sweep: SweepResult | None = None
+    corpora: tuple[CorpusResult, ...] = ()  # every corpus's, in config order
+    feature_sets: tuple[FeatureSet, ...] = ()
+    crosscorpus: CrossCorpusResult | None = None
     report: PublishedReport | None = None
     skipped: tuple[str, ...] = ()  # committed stages/runs that were not redone
     failures: tuple[StageFailure, ...] = ()
@@ -82,6 +91,9 @@ class _Progress:
     runs: tuple[RunResults, ...] = ()
     sweep: SweepResult | None = None
     report: PublishedReport | None = None
+    corpora: list[CorpusResult] = field(default_factory=list)
+    feature_sets: list[FeatureSet] = field(default_factory=list)
+    crosscorpus: CrossCorpusResult | None = None
     skipped: list[str] = field(default_factory=list)
     failures: list[StageFailure] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -124,7 +136,8 @@ def run_workflow(cfg: Config) -> WorkflowResult:
     _run_stages(cfg, out, progress)
     res = WorkflowResult(
         storage_uri=out.uri, config_digest=digest(cfg), corpus=progress.corpus, features=progress.features,
-        runs=progress.runs, sweep=progress.sweep, report=progress.report, skipped=tuple(progress.skipped),
+        runs=progress.runs, sweep=progress.sweep, report=progress.report, corpora=tuple(progress.corpora),
+        feature_sets=tuple(progress.feature_sets), crosscorpus=progress.crosscorpus, skipped=tuple(progress.skipped),
         failures=tuple(progress.failures), stage_seconds=dict(progress.seconds),
         seconds=round(time.perf_counter() - t_start, 3),
     )
@@ -134,51 +147,80 @@ def run_workflow(cfg: Config) -> WorkflowResult:
     return res
 
 
+def corpus_sections(cfg: Config) -> tuple[CorpusConfig, ...]:
+    """The workflow's corpora: the ``corpora:`` list, else the single ``corpus:`` section."""
+    return cfg.corpora or (cfg.corpus,)
+
+
+def corpus_id(c: CorpusConfig) -> str:
+    """A corpus's name in manifests, shards, runs and tables: ``corpus.id``, else its adapter name."""
+    return c.id or c.name
+
+
+def for_corpus(cfg: Config, c: CorpusConfig) -> Config:
+    """The config one corpus's stages run with (its section as ``corpus``)."""
+    return dataclasses.replace(cfg, corpus=c, corpora=())
+
+
 def _run_stages(cfg: Config, out: Storage, progress: _Progress) -> None:
     """The stages in order; stops where a later stage would have nothing to read."""
-    corpus = _corpus(cfg, out, progress)
-    if corpus is None:
-        return
-    if not cfg.stages.preprocess:
-        log.info("stages.preprocess=false: stopping after the corpus")
-        return
-    features = _preprocess(cfg, out, progress, corpus)
-    if features is None:
+    several = len(corpus_sections(cfg)) > 1
+    prepared: list[tuple[Config, FeatureSet]] = []
+    for section in corpus_sections(cfg):
+        ccfg = for_corpus(cfg, section)
+        corpus = _corpus(ccfg, out, progress, several)
+        if corpus is None:
+            continue
+        if not cfg.stages.preprocess:
+            log.info("stages.preprocess=false: stopping after the corpus")
+            continue
+        features = _preprocess(ccfg, out, progress, corpus, several)
+        if features is not None:
+            prepared.append((ccfg, features))
+    if not prepared:
         return
     if cfg.stages.train:
-        _train(cfg, out, progress, features)
+        trained: list[TrainedOn] = []
+        for ccfg, features in prepared:
+            trained += _train(ccfg, out, progress, features)
+        if cfg.crosscorpus:
+            _crosscorpus(cfg, out, progress, trained, prepared)
     if cfg.stages.tune:
-        _tune(cfg, out, progress, features)
+        _tune(prepared[0][0], out, progress, prepared[0][1])
     if cfg.stages.report:
         _report(cfg, out, progress)
 
 
-def _corpus(cfg: Config, out: Storage, progress: _Progress) -> CorpusResult | None:
+def _corpus(cfg: Config, out: Storage, progress: _Progress, several: bool = False) -> CorpusResult | None:
     """1. corpus -> manifest; None unless it has utterances to preprocess."""
     from lssed.corpora.stage import corpus_stage
 
-    corpus = progress.corpus = progress.call("corpus", cfg.corpus.name, corpus_stage, cfg, out=out,
-                                             force=cfg.stages.force)
+    corpus = progress.call("corpus", corpus_id(cfg.corpus), corpus_stage, cfg, out=out, force=cfg.stages.force)
     if corpus is None:
         return None
+    progress.corpora.append(corpus)
+    progress.corpus = progress.corpus or corpus
     if corpus.skipped:
-        progress.skipped.append("corpus")
+        progress.skipped.append(f"corpus:{corpus_id(cfg.corpus)}" if several else "corpus")
     if corpus.rows == 0:
         progress.fail("corpus", cfg.corpus.name, "no usable utterances; see " + corpus.rejects_uri)
         return None
     return corpus
 
 
-def _preprocess(cfg: Config, out: Storage, progress: _Progress, corpus: CorpusResult) -> FeatureSet | None:
+def _preprocess(cfg: Config, out: Storage, progress: _Progress, corpus: CorpusResult,
+                several: bool = False) -> FeatureSet | None:
     """2. manifest -> feature shards; None unless rows survived."""
     from lssed.preprocess.stage import preprocess
 
-    features = progress.features = progress.call("preprocess", corpus.digest, preprocess, cfg,
-                                                 corpus.manifest_uri, out=out, force=cfg.stages.force)
+    features = progress.call("preprocess", corpus.digest, preprocess, cfg, corpus.manifest_uri, out=out,
+                             force=cfg.stages.force)
     if features is None:
         return None
+    progress.feature_sets.append(features)
+    progress.features = progress.features or features
     if features.skipped:
-        progress.skipped.append("preprocess")
+        progress.skipped.append(f"preprocess:{corpus_id(cfg.corpus)}" if several else "preprocess")
     log.info("preprocess: %d in, %d out, %d quarantined -> %s", features.rows_in, features.rows_out,
              features.rows_quarantined, features.uri)
     if features.rows_out == 0:
@@ -187,17 +229,33 @@ def _preprocess(cfg: Config, out: Storage, progress: _Progress, corpus: CorpusRe
     return features
 
 
-def _train(cfg: Config, out: Storage, progress: _Progress, features: FeatureSet) -> None:
-    """3. every model x seed; each failing run is recorded, the others still train."""
+def _train(cfg: Config, out: Storage, progress: _Progress, features: FeatureSet) -> list[TrainedOn]:
+    """3. every model x seed (x fold) of one corpus; each failing run is recorded, the others still train."""
+    from lssed.evaluate.stage import TrainedOn
     from lssed.train.runs import train_runs
 
     trained = progress.call("train", "runs", train_runs, cfg, features.uri, features.digest, out=out,
                             force=cfg.stages.force)
     if trained is None:
-        return
-    progress.runs = trained.runs
+        return []
+    progress.runs = (*progress.runs, *trained.runs)
     progress.skipped += [f"train:{name}" for name in trained.skipped]
     progress.failures += [StageFailure("train", f.run_name, f.error) for f in trained.failures]
+    return [TrainedOn(corpus_id(cfg.corpus), r) for r in trained.runs]
+
+
+def _crosscorpus(cfg: Config, out: Storage, progress: _Progress, trained: list[TrainedOn],
+                 prepared: list[tuple[Config, FeatureSet]]) -> None:
+    """3b. every run on every other corpus's test split (Table 4)."""
+    from lssed.evaluate.stage import CorpusFeatures, crosscorpus_stage
+
+    corpora = [CorpusFeatures(corpus_id(ccfg.corpus), features.uri) for ccfg, features in prepared]
+    result = progress.crosscorpus = progress.call("crosscorpus", "evaluations", crosscorpus_stage, cfg, trained,
+                                                  corpora, out=out, force=cfg.stages.force)
+    if result is None:
+        return
+    progress.skipped += [f"crosscorpus:{name}" for name in result.skipped]
+    progress.failures += [StageFailure("crosscorpus", f.name, f.error) for f in result.failures]
 
 
 def _tune(cfg: Config, out: Storage, progress: _Progress, features: FeatureSet) -> None:
@@ -244,6 +302,9 @@ def write_summary(out: Storage, cfg: Config, res: WorkflowResult) -> None:
             "config": config_to_dict(cfg),
             "manifest_uri": res.corpus.manifest_uri if res.corpus else None,
             "features_uri": res.features.uri if res.features else None,
+            "manifest_uris": [c.manifest_uri for c in res.corpora],
+            "features_uris": [f.uri for f in res.feature_sets],
+            "evaluations": [e.json_uri for e in res.crosscorpus.evaluations] if res.crosscorpus else [],
             "runs": [r.run_name for r in res.runs],
             "report_uri": res.report_uri,
             "skipped": list(res.skipped),

@@ -211,8 +211,19 @@ def _resample(x: np.ndarray, rate: int) -> np.ndarray:
     return resample_poly(x, frac.numerator, frac.denominator, axis=-1)
 
 
-def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int = 6, seed: int = 0) -> DemoCorpus:
-    """Synthesise the demo corpus into ``out_dir`` (media files + ``corpus.csv``)."""
+def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int = 6, seed: int = 0,
+                      voice_offset: int = 0, snr_db: tuple[float, float] = SNR_DB) -> DemoCorpus:
+    """Synthesise the demo corpus into ``out_dir`` (media files + ``corpus.csv``).
+
+    ``voice_offset``: the speakers take the voice roster from this index on (and are numbered
+    from it), so a second corpus with another offset has other voices and speaker ids, as a
+    cross-corpus test needs. ``snr_db``: the range each session's noise SNR is drawn from (a
+    lower range: a noisier corpus).
+    """
+    if voice_offset < 0:
+        raise ValueError(f"demo corpus: voice_offset must be >= 0 (got {voice_offset})")
+    if not (len(snr_db) == 2 and snr_db[0] <= snr_db[1]):
+        raise ValueError(f"demo corpus: snr_db must be [low, high] with low <= high (got {list(snr_db)})")
     if speakers < 1:
         raise ValueError(f"demo corpus: speakers must be >= 1 (got {speakers}); use >= 3 for train/val/test splits")
     if per_class < 1:
@@ -224,7 +235,7 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
     # 1. plan every utterance (text, voice, prosody) from per-speaker random streams, so that
     #    adding speakers leaves the first ones unchanged
     plans = []  # (speaker index, emotion, sentence, voice, prosody, (spectral tilt, smile))
-    for s in range(speakers):
+    for s in range(voice_offset, voice_offset + speakers):
         rng = np.random.default_rng([seed, s, 1])
         voice, gender, age, pitch, rate = _speaker(s)
         emotions = [e for e in BENCHMARK_EMOTIONS for _ in range(per_class)] + list(EXTRA_EMOTIONS)
@@ -254,7 +265,7 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
             spec = DEMO_SPECS[(2 * s + j) % len(DEMO_SPECS)]
             session_id = f"{speaker_id}_s{j + 1:02d}"
             track, spans = _assemble(rng, [audio[k] for k in chunk])
-            mixed = _mix(rng, track, spans, spec)
+            mixed = _mix(rng, track, spans, spec, snr_db)
             rel = f"media/{session_id}{spec.suffix}"
             colour = tuple(int(c) for c in rng.integers(0, 256, 3))
             write_media(out / rel, mixed, spec, colour=colour)
@@ -280,9 +291,11 @@ def build_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int 
     return result
 
 
-def make_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int = 6, seed: int = 0) -> Path:
+def make_demo_corpus(out_dir: str | Path, *, speakers: int = 6, per_class: int = 6, seed: int = 0,
+                     voice_offset: int = 0, snr_db: tuple[float, float] = SNR_DB) -> Path:
     """Synthesise the demo corpus; returns the path of its generic-layout ``corpus.csv``."""
-    return build_demo_corpus(out_dir, speakers=speakers, per_class=per_class, seed=seed).csv
+    return build_demo_corpus(out_dir, speakers=speakers, per_class=per_class, seed=seed, voice_offset=voice_offset,
+                             snr_db=snr_db).csv
 
 
 def _assemble(rng: np.random.Generator, clips: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -299,7 +312,8 @@ def _assemble(rng: np.random.Generator, clips: list[np.ndarray]) -> tuple[np.nda
     return np.concatenate(parts), spans
 
 
-def _mix(rng: np.random.Generator, track: np.ndarray, spans: list[tuple[int, int]], spec: MediaSpec) -> np.ndarray:
+def _mix(rng: np.random.Generator, track: np.ndarray, spans: list[tuple[int, int]], spec: MediaSpec,
+         snr_range: tuple[float, float] = SNR_DB) -> np.ndarray:
     """Session gain, then stationary noise at a per-session SNR; resampled to the file's rate.
 
     The noise is made at espeak's rate and resampled with the speech (so it stops at 11 kHz
@@ -308,7 +322,7 @@ def _mix(rng: np.random.Generator, track: np.ndarray, spans: list[tuple[int, int
     """
     track = track * 10 ** (rng.uniform(-1.5, 1.5) / 20)  # recording gain of the session
     speech_power = float(np.mean(np.concatenate([track[a:b] for a, b in spans]) ** 2))
-    snr_db = rng.uniform(*SNR_DB)
+    snr_db = rng.uniform(*snr_range)
     noise_rms = np.sqrt(speech_power / 10 ** (snr_db / 10))
     hum_share = rng.uniform(0.1, 0.4)
     noise = (1 - hum_share) * _pink_noise(rng, track.size, rng.uniform(0.8, 1.6)) + hum_share * _hum(rng, track.size, SAMPLE_RATE)

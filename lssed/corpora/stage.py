@@ -81,7 +81,8 @@ def _prepare(cfg: Config, dest: Storage, tmp: Path) -> PreparedCorpus:
     # Local storage: the media live in storage beside the manifest. S3: generate locally,
     # upload, and point the manifest at the uploaded objects.
     demo_dir = tmp / "demo" if dest.is_s3 else Path(dest.path("demo"))
-    csv = make_demo_corpus(demo_dir, speakers=c.speakers, per_class=c.per_class, seed=c.seed)
+    csv = make_demo_corpus(demo_dir, speakers=c.speakers, per_class=c.per_class, seed=c.seed,
+                           voice_offset=c.voice_offset, snr_db=(c.snr_db[0], c.snr_db[1]))
     prepared = prepare_config(c, csv)
     return upload_media(prepared, demo_dir, dest.child("demo")) if dest.is_s3 else prepared
 

@@ -107,7 +107,7 @@ def build_report(runs_uri: str, out_dir: str | Path, *, storage_cfg: Any | None 
     missing = list(loaded.missing)
 
     bench = [tables.model_table(results, split=split), tables.window_table(results, split=split),
-             tables.cross_corpus_table(results, split=split)]
+             tables.cross_corpus_table(results, split=split), tables.table4(results, split=split)]
     for t in bench:
         missing += [n for n in t.notes if n.startswith("run ")]
     data_tables = _dataset_tables(loaded)

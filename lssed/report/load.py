@@ -1,5 +1,7 @@
 """Read what training and tuning left in storage: every run's ``results.json`` and
-``predictions.parquet``, and the ``_SUCCESS.json`` of the features each run trained on.
+``predictions.parquet``, its ``evaluations/*.json`` (``lssed evaluate``: merged into the run's
+evaluations as ``<split>@<corpus>``, e.g. ``test@iemocap``), and the ``_SUCCESS.json`` of the
+features each run trained on.
 
 Nothing here fails on partial results: a run without ``results.json`` (still running, stopped
 early by ASHA, crashed), unreadable JSON or a missing features marker becomes a line in
@@ -97,7 +99,26 @@ def _load_run(run_dir: Storage, name: str, missing: list[str]) -> LoadedRun | No
             missing.append(f"run {name}: {PREDICTIONS_FILE} is unreadable ({exc})")
     else:
         missing.append(f"run {name}: no {PREDICTIONS_FILE}")
+    results = _with_evaluations(run_dir, name, results, missing)
     return LoadedRun(name=name, uri=run_dir.uri, results=results, predictions_rows=rows)
+
+
+def _with_evaluations(run_dir: Storage, name: str, results: RunResults, missing: list[str]) -> RunResults:
+    """The run's results plus its ``evaluations/*.json`` as ``<split>@<corpus>`` evaluations."""
+    import dataclasses
+
+    from lssed.evaluate.scoring import read_evaluations
+
+    try:
+        found, problems = read_evaluations(run_dir)
+    except OSError as exc:
+        missing.append(f"run {name}: evaluations/ unreadable ({exc})")
+        return results
+    missing += [f"run {name}: {p}" for p in problems]
+    extra = {e.key: e.metrics for e in found if e.corpus != results.train_corpus or e.split != "test"}
+    if not extra:
+        return results
+    return dataclasses.replace(results, evaluations={**results.evaluations, **extra})
 
 
 def _load_features(uri: str, storage_cfg: Any | None, missing: list[str]) -> LoadedFeatures:

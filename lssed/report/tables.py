@@ -133,14 +133,27 @@ def model_table(runs: Sequence[RunResults], *, split: str | None = None) -> Tabl
         f1 = mean_std(_pct(m.macro_f1 for m in tests))
         val = mean_std(_pct(r.val.ua for r in group))
         rows.append((s.corpus, s.model, s.window, s.hop, s.lr, s.crop, len(group),
-                     " ".join(str(r.seed) for r in group),
+                     " ".join(str(r.seed) for r in group), _folds_text(group),
                      *wa, *ua, *f1, *val,
                      group[0].num_params, statistics.fmean(r.train_seconds for r in group)))
-    columns = ("corpus", "model", "window", "hop", "lr", "crop_frames", "n_seeds", "seeds",
+    columns = ("corpus", "model", "window", "hop", "lr", "crop_frames", "n_seeds", "seeds", "folds",
                "wa_mean", "wa_std", "ua_mean", "ua_std", "macro_f1_mean", "macro_f1_std",
                "val_ua_mean", "val_ua_std", "params", "train_seconds")
-    return Table("models", "Models (Table 5 analogue): test WA / UA / macro-F1 (%), mean ± std over seeds",
+    return Table("models", "Models (Table 5 analogue): test WA / UA / macro-F1 (%), mean ± std over seeds "
+                 "(and folds, k-fold protocol)",
                  columns, tuple(rows), protocol_text(usable, split=split), notes)
+
+
+def fold_of(r: RunResults) -> int | None:
+    """The run's test fold under the k-fold protocol (train.fold), else None."""
+    fold = (r.train_config or {}).get("fold")
+    return int(fold) if fold is not None else None
+
+
+def _folds_text(group: Sequence[RunResults]) -> str:
+    """The folds a group's runs tested (empty without the k-fold protocol): n_seeds counts runs."""
+    folds = sorted({f for r in group if (f := fold_of(r)) is not None})
+    return " ".join(map(str, folds))
 
 
 def window_table(runs: Sequence[RunResults], *, split: str | None = None,
@@ -212,6 +225,45 @@ def cross_corpus_table(runs: Sequence[RunResults], *, split: str | None = None) 
                      "evaluate on one (evaluations 'test@<corpus>') to fill it")
     return Table("cross_corpus", "Cross-corpus (Table 4 analogue): test UA (%), rows train on, columns test on",
                  columns, tuple(rows), protocol_text(usable, split=split), tuple(notes))
+
+
+def table4(runs: Sequence[RunResults], *, split: str | None = None) -> Table:
+    """Table 4 (long form): per (train corpus, test corpus, model) WA and UA, and the drop from the diagonal.
+
+    The diagonal cell is the run's own test split (``test``), an off-diagonal one its
+    ``test@<corpus>`` evaluation. Values are means over the seeds/folds of the setting with
+    the best mean validation UA (as in the ``cross_corpus`` matrix); ``ua_drop_pct`` is the
+    paper's relative drop, 100 x (diagonal UA - cell UA) / diagonal UA (WA alike), empty on
+    the diagonal or without one.
+    """
+    usable = [r for r in runs if any(_eval_corpus(r, k) for k in r.evaluations)]
+    cells: dict[tuple[str, str, str], tuple[float, float, int, int]] = {}
+    for model in sorted({r.model for r in usable}):
+        for train in sorted({r.train_corpus for r in usable if r.model == model}):
+            subset = [r for r in usable if r.model == model and r.train_corpus == train]
+            for test in sorted({c for r in subset for k in r.evaluations if (c := _eval_corpus(r, k))}):
+                key = "test" if test == train else f"test@{test}"
+                have = [r for r in subset if key in r.evaluations]
+                _, best = best_by_val(group_settings(have))
+                ms = [r.evaluations[key] for r in best]
+                cells[(train, test, model)] = (statistics.fmean(100.0 * m.wa for m in ms),
+                                               statistics.fmean(100.0 * m.ua for m in ms),
+                                               int(round(statistics.fmean(m.n for m in ms))), len(ms))
+    rows = []
+    for (train, test, model), (wa, ua, n, k) in sorted(cells.items()):
+        diag = cells.get((train, train, model))
+        off = test != train
+        wa_drop = 100.0 * (diag[0] - wa) / diag[0] if off and diag and diag[0] else None
+        ua_drop = 100.0 * (diag[1] - ua) / diag[1] if off and diag and diag[1] else None
+        rows.append((train, test, model, "off-diagonal" if off else "diagonal", wa, ua, n, k, wa_drop, ua_drop))
+    notes = []
+    if not any(r[3] == "off-diagonal" for r in rows):
+        notes.append("no run was evaluated on another corpus: run the workflow with `corpora:` and "
+                     "`crosscorpus: true`, or `lssed evaluate RUN FEATURES`")
+    columns = ("train_corpus", "test_corpus", "model", "cell", "wa", "ua", "n", "runs", "wa_drop_pct", "ua_drop_pct")
+    return Table("table4_cross_corpus", "Table 4: cross-corpus WA / UA (%) and the relative drop from the "
+                 "diagonal (train and test on the same corpus)", columns, tuple(rows),
+                 protocol_text(usable, split=split), tuple(notes))
 
 
 # --------------------------------------------------------------------------- dataset statistics

@@ -62,10 +62,14 @@ class FeatureSource:
     shards_bytes: int = 0  # on-disk size of the shard files
     shard_files: int = 0  # number of shard files (one Ray Data read block each)
     storage: Storage = field(repr=False, default=None)  # type: ignore[assignment]
+    # k-fold protocol (train.fold): splits come from the `fold` column, not `split`
+    fold: int | None = None
+    folds: int | None = None  # k, the number of folds in the shards (None: no fold column values)
 
     @property
     def columns(self) -> list[str]:
-        return [*META_COLUMNS, "n_frames", "waveform" if self.recompute else "logmel"]
+        fold = ("fold",) if self.fold is not None else ()  # the k-fold filter reads it
+        return [*META_COLUMNS, *fold, "n_frames", "waveform" if self.recompute else "logmel"]
 
 
 def _stored_feature_config(marker: dict[str, Any], uri: str) -> FeatureConfig:
@@ -97,8 +101,13 @@ def feature_config_differs(a: FeatureConfig, b: FeatureConfig) -> bool:
     return config_to_dict(a) != config_to_dict(b)
 
 
-def describe_features(cfg: Config, features_uri: str) -> FeatureSource:
-    """Read ``_SUCCESS.json`` and the shards' label columns; validate before any Ray work."""
+def describe_features(cfg: Config, features_uri: str, *, for_training: bool = True) -> FeatureSource:
+    """Read ``_SUCCESS.json`` and the shards' label columns; validate before any Ray work.
+
+    ``for_training``: the splits must hold train and val rows, label4 must fit
+    ``train.num_classes``, and train/val/test must be speaker-disjoint; an evaluation-only
+    read (``lssed evaluate``) checks none of that.
+    """
     import pyarrow.dataset as pads
 
     storage = storage_from_config(cfg.storage, features_uri)
@@ -115,26 +124,31 @@ def describe_features(cfg: Config, features_uri: str) -> FeatureSource:
     fs = storage.filesystem
     try:
         dataset = pads.dataset(shards_path, filesystem=fs, format="parquet")
-        meta = dataset.to_table(columns=["corpus", "label4", "split"])
+        have = set(dataset.schema.names)
+        meta = dataset.to_table(columns=["corpus", "label4", "split", *(c for c in ("speaker", "fold") if c in have)])
     except (FileNotFoundError, pa.ArrowInvalid, OSError) as exc:
         raise StorageError(f"cannot read the shards under {storage.join_uri('shards')}: {exc}") from exc
     check_committed_rows(marker, meta.num_rows, storage.join_uri(SUCCESS_MARKER))
     if meta.num_rows == 0:
         raise ValueError(f"{features_uri} has no shard rows: the preprocess stage produced nothing to train on")
     label4 = meta.column("label4").to_numpy(zero_copy_only=False)
-    split = np.asarray(meta.column("split").to_pylist(), dtype=object)
+    fold_column = meta.column("fold").to_pylist() if "fold" in meta.column_names else None
+    folds = fold_count(fold_column)
+    split = row_splits(meta.column("split").to_pylist(), fold_column, cfg.train.fold, folds, features_uri)
     corpus = np.asarray(meta.column("corpus").to_pylist(), dtype=object)
     labelled = ~np.isnan(label4.astype(np.float64))
     num_classes = cfg.train.num_classes
     split_counts = {s: int(np.sum(labelled & (split == s))) for s in ("train", "val", "test")}
     train_rows = labelled & (split == "train")
     counts = np.bincount(label4[train_rows].astype(np.int64), minlength=num_classes)
-    if split_counts["train"] == 0 or split_counts["val"] == 0:
+    if for_training:
+        _check_speaker_disjoint(meta, labelled, split, features_uri)
+    if for_training and (split_counts["train"] == 0 or split_counts["val"] == 0):
         raise ValueError(
             f"{features_uri}: the shards have {split_counts} labelled rows per split; training needs "
             "train and val rows (the corpora stage assigns them: check corpus.split / val_fraction)"
         )
-    if len(counts) > num_classes:
+    if for_training and len(counts) > num_classes:
         raise ValueError(f"label4 holds indices >= train.num_classes={num_classes}; fix the manifest's label4")
     if recompute:
         schema_names = dataset.schema.names
@@ -166,7 +180,95 @@ def describe_features(cfg: Config, features_uri: str) -> FeatureSource:
         shards_bytes=int(sum(info.size or 0 for info in fs.get_file_info(list(dataset.files)))),
         shard_files=len(dataset.files),
         storage=storage,
+        fold=cfg.train.fold,
+        folds=folds,
     )
+
+
+# --------------------------------------------------------------------------- splits (one place)
+
+
+def fold_count(fold_column: Sequence[int | None] | None) -> int | None:
+    """k of a k-fold feature set (folds 0..k-1 in the ``fold`` column); None without fold values."""
+    values = [f for f in (fold_column or ()) if f is not None]
+    return int(max(values)) + 1 if values else None
+
+
+def row_splits(split_column: Sequence[str | None], fold_column: Sequence[int | None] | None, fold: int | None,
+               folds: int | None, features_uri: str = "") -> np.ndarray:
+    """Each row's split part: the stored ``split``, or with ``fold`` = f the k-fold protocol.
+
+    Fold f is the test set, fold (f+1) mod k validation, the rest training (rows without a
+    fold belong to none). Old shards without a ``fold`` column work with ``fold`` None.
+    """
+    if fold is None:
+        return np.asarray(split_column, dtype=object)
+    if folds is None:
+        raise ConfigError(
+            f"train.fold={fold} but {features_uri or 'the shards'} hold no folds (no `fold` values): prepare "
+            "the corpus with corpus.split=folds, or leave train.fold unset to use the stored split"
+        )
+    if not 0 <= fold < folds:
+        raise ConfigError(f"train.fold={fold} is outside the {folds} folds (0..{folds - 1}) of "
+                          f"{features_uri or 'the shards'}")
+    out = np.full(len(fold_column or ()), None, dtype=object)
+    for i, f in enumerate(fold_column or ()):
+        if f is not None:
+            out[i] = "test" if f == fold else "val" if f == (fold + 1) % folds else "train"
+    return out
+
+
+def _check_speaker_disjoint(meta: pa.Table, labelled: np.ndarray, split: np.ndarray, features_uri: str) -> None:
+    """The splits a run trains, selects and tests on share no speaker (before any Ray work)."""
+    if "speaker" not in meta.column_names:
+        return
+    from lssed.corpora.splits import assert_speaker_disjoint
+
+    speakers = np.asarray(meta.column("speaker").to_pylist(), dtype=object)
+    assert_speaker_disjoint(list(speakers[labelled]), list(split[labelled]), what=features_uri)
+
+
+def _fold_parts(split: str, fold: int, folds: int) -> tuple[list[int], bool]:
+    """The folds that make up ``split`` (and whether it is their complement: train)."""
+    if split == "test":
+        return [fold], False
+    if split == "val":
+        return [(fold + 1) % folds], False
+    return [fold, (fold + 1) % folds], True
+
+
+def split_filter(split: str, fold: int | None = None, folds: int | None = None) -> Any:
+    """A pyarrow dataset filter: one split part's labelled rows (stored ``split`` or k-fold)."""
+    import pyarrow.compute as pc
+
+    labelled = pc.field("label4").is_valid()
+    if fold is None or folds is None:
+        return (pc.field("split") == split) & labelled
+    parts, complement = _fold_parts(split, fold, folds)
+    member = pc.field("fold").isin(parts)
+    return (~member if complement else member) & pc.field("fold").is_valid() & labelled
+
+
+def _ray_split_filter(split: str, fold: int | None, folds: int | None) -> Any:
+    """:func:`split_filter` as a Ray Data expression."""
+    from ray.data.expressions import col
+
+    if fold is None or folds is None:
+        return (col("split") == split) & col("label4").is_not_null()
+    parts, complement = _fold_parts(split, fold, folds)
+    if complement:
+        member = (col("fold") != parts[0]) & (col("fold") != parts[1])
+    else:
+        member = col("fold") == parts[0]
+    return member & col("fold").is_not_null() & col("label4").is_not_null()
+
+
+def _named_split(table: pa.Table, split: str, fold: int | None) -> pa.Table:
+    """With k-fold splits the stored ``split`` column is fold 0's: name the rows' real part."""
+    if fold is None or "split" not in table.column_names:
+        return table
+    idx = table.column_names.index("split")
+    return table.set_column(idx, table.schema.field(idx), pa.array([split] * table.num_rows, pa.string()))
 
 
 def split_datasets(source: FeatureSource, splits: Sequence[str] = ("train", "val", "test")) -> dict[str, Any]:
@@ -180,7 +282,6 @@ def split_datasets(source: FeatureSource, splits: Sequence[str] = ("train", "val
     ``preprocess.rows_per_shard``, so one block per file needs no further splitting.
     """
     import ray.data
-    from ray.data.expressions import col
 
     out = {}
     with _file_based_parquet_reader():
@@ -190,7 +291,7 @@ def split_datasets(source: FeatureSource, splits: Sequence[str] = ("train", "val
             # Blocks in file order, also through materialize() (which otherwise keeps them in the
             # order read tasks finish): with the seeded local shuffle, a seed repeats a run.
             ds.context.execution_options.preserve_order = True
-            out[name] = ds.filter(expr=(col("split") == name) & col("label4").is_not_null())
+            out[name] = ds.filter(expr=_ray_split_filter(name, source.fold, source.folds))
     return out
 
 
@@ -339,22 +440,18 @@ class TrainCollate(_CollateBase):  # type: ignore[misc,valid-type]
         return {k: torch.from_numpy(v) for k, v in arrays.items()}
 
 
-def _split_filter(split: str) -> Any:
-    import pyarrow.compute as pc
-
-    return (pc.field("split") == split) & pc.field("label4").is_valid()
-
-
 def shard_tables(source: FeatureSource, split: str, columns: Sequence[str] | None = None) -> pa.Table:
     """One split's labelled rows read with plain pyarrow, sorted by utt_id (tests, local evaluation)."""
     import pyarrow.dataset as pads
 
     dataset = pads.dataset(source.shards_path, filesystem=source.storage.filesystem, format="parquet")
-    table = dataset.to_table(columns=list(columns or source.columns), filter=_split_filter(split))
-    return table.sort_by("utt_id")
+    table = dataset.to_table(columns=list(columns or source.columns),
+                             filter=split_filter(split, source.fold, source.folds))
+    return _named_split(table, split, source.fold).sort_by("utt_id")
 
 
-def iter_split_batches(storage: Storage, split: str, columns: Sequence[str], batch_size: int) -> Iterator[pa.Table]:
+def iter_split_batches(storage: Storage, split: str, columns: Sequence[str], batch_size: int, *,
+                       fold: int | None = None, folds: int | None = None) -> Iterator[pa.Table]:
     """Stream one split's labelled rows from ``<features>/shards`` with pyarrow (rank 0's evaluation).
 
     Evaluation sets are read whole by one process, so plain pyarrow streaming is enough and
@@ -363,7 +460,7 @@ def iter_split_batches(storage: Storage, split: str, columns: Sequence[str], bat
     import pyarrow.dataset as pads
 
     dataset = pads.dataset(storage.path("shards"), filesystem=storage.filesystem, format="parquet")
-    scanner = dataset.scanner(columns=list(columns), filter=_split_filter(split), batch_size=batch_size)
+    scanner = dataset.scanner(columns=list(columns), filter=split_filter(split, fold, folds), batch_size=batch_size)
     for batch in scanner.to_batches():
         if batch.num_rows:
-            yield pa.Table.from_batches([batch])
+            yield _named_split(pa.Table.from_batches([batch]), split, fold)

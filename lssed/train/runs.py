@@ -1,6 +1,10 @@
 """Train every model of ``train.models`` for every seed of ``train.seeds`` (the workflow's train stage).
 
-Each (model, seed) is one training run with a stable name, so a rerun finds it: committed runs
+With k-fold features (``corpus.split=folds``: the shards' ``fold`` column holds 0..k-1) and
+``train.fold`` unset, every fold is trained too: (model, seed, fold) runs, named ``...-f<fold>``;
+the report gives mean ± std over folds and seeds. ``train.fold`` set trains that fold only.
+
+Each (model, seed[, fold]) is one training run with a stable name, so a rerun finds it: committed runs
 (``results.json``) are skipped unless ``force``; unfinished ones resume from their checkpoints.
 A failing run is recorded and the others still train. ``stages.parallel_runs`` > 1 keeps that
 many runs in flight, each a zero-CPU Ray task whose TorchTrainer asks the cluster (and so the
@@ -23,12 +27,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One (model, seed) of the plan and its whole config."""
+    """One (model, seed, fold) of the plan and its whole config."""
 
     model: str
     seed: int
     run_name: str
     cfg: Config
+    fold: int | None = None
 
 
 @dataclass(frozen=True)
@@ -46,25 +51,51 @@ class TrainedRuns:
     failures: tuple[RunFailure, ...]
 
 
-def run_name_for(cfg: Config, model: str, seed: int, features_digest: str) -> str:
-    """A stable name per (model, seed): same config -> same name -> Ray Train resumes it.
+def run_name_for(cfg: Config, model: str, seed: int, features_digest: str, fold: int | None = None,
+                 *, several: bool | None = None) -> str:
+    """A stable name per (model, seed, fold): same config -> same name -> Ray Train resumes it.
 
-    ``train.run_name`` names the run when there is one; with several it is their prefix.
+    ``train.run_name`` names the run when there is one; with several (models x seeds x folds,
+    or ``several``) it is their prefix. A fold's run name ends in ``-f<fold>``.
     """
     from lssed.train.stage import default_run_name
 
+    tail = f"-f{fold}" if fold is not None else ""
     if not cfg.train.run_name:
-        return default_run_name(replace_section(cfg, "train", model=model, seed=seed), model, features_digest)
-    if len(cfg.train.models) * len(cfg.train.seeds) == 1:
+        run_cfg = replace_section(cfg, "train", model=model, seed=seed, fold=fold)
+        return default_run_name(run_cfg, model, features_digest) + tail
+    if several is None:
+        several = len(cfg.train.models) * len(cfg.train.seeds) > 1
+    if not several and fold is None:
         return cfg.train.run_name
-    return f"{cfg.train.run_name}-{model}-s{seed}"
+    return f"{cfg.train.run_name}-{model}-s{seed}{tail}"
 
 
-def plan_runs(cfg: Config, features_digest: str) -> list[PlannedRun]:
-    """Every (model, seed) in ``train.models`` x ``train.seeds`` order."""
-    return [PlannedRun(model, seed, run_name_for(cfg, model, seed, features_digest),
-                       replace_section(cfg, "train", model=model, seed=seed))
-            for model in cfg.train.models for seed in cfg.train.seeds]
+def plan_runs(cfg: Config, features_digest: str, folds: int | None = None) -> list[PlannedRun]:
+    """Every (model, seed[, fold]) in ``train.models`` x ``train.seeds`` [x folds] order.
+
+    ``folds``: k of k-fold features; with ``train.fold`` unset every fold 0..k-1 is a run.
+    """
+    fold_list: list[int | None] = ([cfg.train.fold] if cfg.train.fold is not None
+                                   else list(range(folds)) if folds else [None])
+    several = len(cfg.train.models) * len(cfg.train.seeds) * len(fold_list) > 1
+    return [PlannedRun(model, seed, run_name_for(cfg, model, seed, features_digest, fold, several=several),
+                       replace_section(cfg, "train", model=model, seed=seed, fold=fold), fold)
+            for model in cfg.train.models for seed in cfg.train.seeds for fold in fold_list]
+
+
+def feature_folds(cfg: Config, features_uri: str) -> int | None:
+    """k when the feature set was prepared with k-fold splits (its ``fold`` column), else None."""
+    import pyarrow.dataset as pads
+
+    from lssed.storage import storage_from_config
+    from lssed.train.data import fold_count
+
+    store = storage_from_config(cfg.storage, features_uri)
+    dataset = pads.dataset(store.path("shards"), filesystem=store.filesystem, format="parquet")
+    if "fold" not in dataset.schema.names:  # shards written before the k-fold protocol
+        return None
+    return fold_count(dataset.to_table(columns=["fold"]).column("fold").to_pylist())
 
 
 def train_runs(cfg: Config, features_uri: str, features_digest: str, *, out: Storage,
@@ -75,7 +106,8 @@ def train_runs(cfg: Config, features_uri: str, features_digest: str, *, out: Sto
     done: dict[str, RunResults] = {}
     skipped: list[str] = []
     pending: list[PlannedRun] = []
-    for plan in plan_runs(cfg, features_digest):
+    plans = plan_runs(cfg, features_digest, feature_folds(cfg, features_uri))
+    for plan in plans:
         committed = None if force else read_results(out.child("runs", plan.run_name))
         if committed is None:
             pending.append(plan)
@@ -88,7 +120,7 @@ def train_runs(cfg: Config, features_uri: str, features_digest: str, *, out: Sto
     trained, failures = (_train_in_tasks(pending, features_uri, out, force, parallel) if parallel > 1 and len(pending) > 1
                          else _train_here(pending, features_uri, out, force))
     done.update(trained)
-    order = [p.run_name for p in plan_runs(cfg, features_digest)]
+    order = [p.run_name for p in plans]
     return TrainedRuns(tuple(done[n] for n in order if n in done), tuple(skipped), tuple(failures))
 
 

@@ -23,6 +23,8 @@ _NAME_FREE_KEYS = ("model", "models", "seeds", "run_name", "max_failures", "eval
 def default_run_name(cfg: Config, model: str, features_digest: str) -> str:
     """``<model>-<features digest[:8]>-<digest of train+features settings>``: stable across reruns."""
     train = {k: v for k, v in config_to_dict(cfg.train).items() if k not in _NAME_FREE_KEYS}
+    if train.get("fold") is None:  # runs from before the k-fold protocol keep their names
+        train.pop("fold", None)
     if not train.get("spec_augment"):  # settings of an unused option do not rename runs
         train = {k: v for k, v in train.items() if not k.startswith("spec_augment")}
     key = digest({"model": model, "train": train, "features": config_to_dict(cfg.features)}, length=10)

@@ -50,6 +50,7 @@ def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str,
         "pad_value": silence_value(source.features),
         "class_counts": list(source.class_counts),
         "train_corpora": list(source.train_corpora),
+        "folds": source.folds,  # k of the k-fold protocol (train.fold), else None
         "features_uri": source.uri,
         "features_storage": dataclasses.asdict(source.storage),  # with its retries and timeouts
         "features_digest": source.digest,
@@ -129,7 +130,8 @@ class RayContext:
     def eval_utterances(self, split: str) -> Iterator[Utterance]:
         features = Storage(**self.config["features_storage"])
         columns = ["utt_id", "label4", "split", "n_frames", "waveform" if self.config["recompute"] else "logmel"]
-        for table in iter_split_batches(features, split, columns, int(self.train_cfg["eval_batch_size"])):
+        for table in iter_split_batches(features, split, columns, int(self.train_cfg["eval_batch_size"]),
+                                        fold=self.train_cfg.get("fold"), folds=self.config.get("folds")):
             yield from utterances(table, n_mels=self.config["n_mels"], recompute=self.config["recompute"])
 
     def load_checkpoint(self) -> dict[str, Any] | None:

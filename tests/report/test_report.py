@@ -116,7 +116,7 @@ def test_build_report_local(runs_root, tmp_path):
     # the tables written are the ones computed
     assert report.table("models").cell({"corpus": "demo", "model": "resnet18", "window": 1024}, "ua_mean") == approx(55)
     csv_text = (out / "tables" / "models.csv").read_text()
-    assert csv_text.splitlines()[0].startswith("corpus,model,window,hop,lr,crop_frames,n_seeds,seeds,wa_mean")
+    assert csv_text.splitlines()[0].startswith("corpus,model,window,hop,lr,crop_frames,n_seeds,seeds,folds,wa_mean")
     assert len(csv_text.splitlines()) == 1 + 5
 
     # dataset statistics from the shards' metadata and the marker
