@@ -139,9 +139,16 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 1e-3
-    lr_step_epochs: int = 20
+    # lr x lr_gamma every this many epochs; None: every third of training (epochs // 3, at
+    # least 1), the paper's 20 of 60, so a shorter or longer run still decays twice
+    lr_step_epochs: int | None = None
     lr_gamma: float = 0.1
-    crop_frames: int = 160  # ~5.1 s at hop 512 / 16 kHz; random crop or pad in training
+    # Training crop (random crop, or log-floor pad that the models mask out) in seconds, so
+    # it covers the same audio at any hop (a window study compares windows, not context).
+    # In frames at the run's sample rate and hop: 1 + round(crop_seconds * sample_rate) // hop
+    # (5 s at hop 512 / 16 kHz: 157). crop_frames, when set, wins over crop_seconds.
+    crop_seconds: float = 5.0
+    crop_frames: int | None = None
     class_weighted: bool = False
     # SpecAugment-style masks on the training crops (not in the paper; lssed/train/augment.py)
     spec_augment: bool = False
@@ -166,20 +173,35 @@ class TrainConfig:
     prefetch_batches: int = 2  # batches each worker's iterator prepares ahead (speed only)
     checkpoints_to_keep: int = 2  # newest checkpoints kept in the run directory (resume needs 1)
     num_classes: int = 4
+    # Start from pretrained weights: a checkpoint file from `lssed models import` or a finished
+    # run's URI (its validation-selected weights). The backbone loads strictly; the classifier
+    # `fc` is replaced when its shape differs (another class count). None: random init.
+    init_from: str | None = None
+    freeze: Literal["none", "backbone"] = "none"  # backbone: train only the classifier `fc`
+    model_kwargs: Any = None  # a mapping of create_model keywords (e.g. {impl: fast}); None: none
     run_name: str | None = None  # default: derived from model, features and config digest
     # k-fold protocol (corpus.split=folds): None trains on the shards' `split` column; f tests
     # fold f, validates on fold (f+1) mod k and trains on the rest. The workflow sets it per
     # run when the features have folds (every fold is a run).
     fold: int | None = None
 
+    def crop_frames_at(self, sample_rate: int, hop_length: int) -> int:
+        """The training crop in frames at ``hop_length`` (``crop_frames`` wins when set)."""
+        if self.crop_frames is not None:
+            return int(self.crop_frames)
+        return 1 + int(round(self.crop_seconds * sample_rate)) // int(hop_length)
+
 
 @dataclass(frozen=True)
 class TuneConfig:
     models: tuple[str, ...] = ("resnet18", "vgg11")
     windows: tuple[int, ...] = (400, 1024)  # STFT window lengths in samples (25 ms, 64 ms)
-    hops: tuple[int, ...] = ()  # empty: half the window
+    # empty: features.hop_length for every window, so the frame rate (and the crop, in
+    # seconds) is the same in every trial and only the window varies
+    hops: tuple[int, ...] = ()
     lrs: tuple[float, ...] = ()  # empty: train.lr
-    crop_frames: tuple[int, ...] = ()  # empty: train.crop_frames
+    crop_seconds: tuple[float, ...] = ()  # empty: train.crop_seconds
+    crop_frames: tuple[int, ...] = ()  # crops in frames (override crop_seconds); empty: train.crop_frames
     search: Literal["grid", "random"] = "grid"
     num_samples: int = 1
     max_concurrent_trials: int | None = None  # None: from the cluster's resources

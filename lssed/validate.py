@@ -342,11 +342,29 @@ def check_train(check: _Checker) -> None:
         check.fail("train.batch_size", f"must be >= 2 x train.num_workers = {2 * t.num_workers} (each worker needs "
                                        "at least 2 samples per step for batch norm)")
     check.integer("train.eval_batch_size", 1)
-    check.integer("train.crop_frames", 1, why=" (frames per training crop)")
+    check.number("train.crop_seconds", gt=0, why=" (seconds of audio per training crop)")
+    check.integer("train.crop_frames", 1, optional=True, why=" (frames per training crop; null: from "
+                  "train.crop_seconds)")
     check.number("train.lr", gt=0)
     check.number("train.momentum", ge=0, lt=1)
     check.number("train.weight_decay", ge=0)
-    check.integer("train.lr_step_epochs", 1)
+    check.integer("train.lr_step_epochs", 1, optional=True, why=" (null: a third of train.epochs)")
+    if t.model_kwargs is not None and not (isinstance(t.model_kwargs, dict)
+                                           and all(isinstance(k, str) for k in t.model_kwargs)):
+        check.fail("train.model_kwargs", "must be a mapping of create_model keywords, e.g. "
+                                         "--set 'train.model_kwargs={impl: fast}' (or null)")
+    if t.init_from is not None and not (isinstance(t.init_from, str) and t.init_from.strip()):
+        check.fail("train.init_from", "must be a checkpoint file from `lssed models import` or a finished run's "
+                                      "URI (or null for random init)")
+    elif t.init_from and "://" not in t.init_from:
+        from pathlib import Path
+
+        if not Path(t.init_from).expanduser().exists():
+            check.fail("train.init_from", "does not exist on this machine: give a checkpoint file from `lssed "
+                                          "models import`, or a finished run directory (local path or s3://)")
+    if t.freeze != "none" and not t.init_from:
+        check.fail("train.freeze", "freezes pretrained weights: set train.init_from too (a frozen random "
+                                   "backbone learns nothing)")
     check.number("train.lr_gamma", gt=0, le=1)
     check.number("train.cpus_per_worker", gt=0)
     check.integer("train.max_failures", -1, why=" (-1: retry forever)")
@@ -383,12 +401,15 @@ def check_tune(check: _Checker) -> None:
         check.fail("tune.windows", "must not repeat a window")
     # windows longer than features.n_fft are fine: the sweep raises n_fft to the window
     if not all(isinstance(h, int) and h >= 1 for h in t.hops):
-        check.fail("tune.hops", "must be hop lengths in samples (integers >= 1), or empty for half the window")
+        check.fail("tune.hops", "must be hop lengths in samples (integers >= 1), or empty for one hop in every "
+                                "trial (features.hop_length, or half the shortest window when longer)")
     elif t.hops and check.ok("tune.windows") and t.windows and max(t.hops) > min(t.windows):
         check.fail("tune.hops", f"hop {max(t.hops)} > window {min(t.windows)} would skip samples; use hops no "
                                 "longer than the shortest window")
     if not all(_in_range(lr, gt=0) for lr in t.lrs):
         check.fail("tune.lrs", "must be finite learning rates > 0, or empty for train.lr")
+    if not all(_in_range(c, gt=0) for c in t.crop_seconds):
+        check.fail("tune.crop_seconds", "must be crop lengths in seconds (> 0), or empty for train.crop_seconds")
     if not all(isinstance(c, int) and c >= 1 for c in t.crop_frames):
         check.fail("tune.crop_frames", "must be crop lengths in frames (integers >= 1), or empty for train.crop_frames")
     check.integer("tune.num_samples", 1)

@@ -27,7 +27,11 @@ def test_defaults_are_the_paper_recipe():
     cfg = Config()
     f, t = cfg.features, cfg.train
     assert (f.n_fft, f.win_length, f.hop_length, f.n_mels, f.sample_rate) == (1024, 1024, 512, 128, 16000)
-    assert (t.epochs, t.batch_size, t.lr, t.weight_decay, t.lr_step_epochs, t.lr_gamma) == (60, 256, 0.01, 1e-3, 20, 0.1)
+    assert (t.epochs, t.batch_size, t.lr, t.weight_decay, t.lr_step_epochs, t.lr_gamma) == (60, 256, 0.01, 1e-3, None, 0.1)
+    from lssed.train.loop import lr_step_epochs  # null: every third of training, the paper's 20 of 60
+
+    assert lr_step_epochs({"epochs": t.epochs, "lr_step_epochs": None}) == 20
+    assert (t.crop_seconds, t.crop_frames, t.crop_frames_at(16000, 512)) == (5.0, None, 157)
     assert cfg.preprocess.gain == 2.0
 
 

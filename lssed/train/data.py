@@ -345,7 +345,9 @@ def silence_value(feature_cfg: dict[str, Any]) -> float:
 
 def collate_logmel_crops(table: pa.Table, *, n_mels: int, crop_frames: int, seed: int, epoch: int,
                          pad_value: float) -> dict[str, np.ndarray]:
-    """Rows with stored log-mels -> ``x`` (B, 1, n_mels, crop_frames) float32, ``y`` (B,) int64."""
+    """Rows with stored log-mels -> ``x`` (B, 1, n_mels, crop_frames) float32, ``y`` (B,) int64,
+    ``lengths`` (B,) int64: the real frames of each crop (the rest is ``pad_value``), which the
+    models keep out of their pooling (``model(x, lengths)``)."""
     values, offsets = _list_column(table, "logmel")
     n_frames = table.column("n_frames").to_numpy(zero_copy_only=False).astype(np.int64)
     utt = table.column("utt_id").to_pylist()
@@ -363,7 +365,7 @@ def collate_logmel_crops(table: pa.Table, *, n_mels: int, crop_frames: int, seed
         s = int(starts[i])
         take = min(crop_frames, t)
         x[i, 0, :, :take] = mel[:, s:s + take]
-    return {"x": x, "y": _labels(table)}
+    return {"x": x, "y": _labels(table), "lengths": np.minimum(n_frames, crop_frames)}
 
 
 def crop_samples_for(crop_frames: int, hop_length: int) -> int:
@@ -371,8 +373,11 @@ def crop_samples_for(crop_frames: int, hop_length: int) -> int:
     return max(1, (crop_frames - 1) * hop_length)
 
 
-def collate_wave_crops(table: pa.Table, *, crop_samples: int, seed: int, epoch: int) -> dict[str, np.ndarray]:
-    """Rows with stored waveforms -> ``wave`` (B, crop_samples) float32 (zero padded), ``y``."""
+def collate_wave_crops(table: pa.Table, *, crop_samples: int, seed: int, epoch: int,
+                       hop_length: int | None = None) -> dict[str, np.ndarray]:
+    """Rows with stored waveforms -> ``wave`` (B, crop_samples) float32 (zero padded), ``y``;
+    with ``hop_length``, also ``lengths``: the log-mel frames of each crop's real samples
+    (what the centred STFT gives an utterance of that many samples)."""
     values, offsets = _list_column(table, "waveform")
     lengths = np.diff(offsets).astype(np.int64)
     utt = table.column("utt_id").to_pylist()
@@ -383,7 +388,11 @@ def collate_wave_crops(table: pa.Table, *, crop_samples: int, seed: int, epoch: 
         take = min(crop_samples, int(lengths[i]))
         wave[i, :take] = values[lo:lo + take]
     wave /= PCM_SCALE
-    return {"wave": wave, "y": _labels(table)}
+    out = {"wave": wave, "y": _labels(table)}
+    if hop_length:
+        frames = 1 + crop_samples // hop_length
+        out["lengths"] = np.minimum(1 + np.minimum(lengths, crop_samples) // hop_length, frames)
+    return out
 
 
 def _labels(table: pa.Table) -> np.ndarray:
@@ -430,10 +439,12 @@ class TrainCollate(_CollateBase):  # type: ignore[misc,valid-type]
         self.epoch = epoch
 
     def __call__(self, batch: pa.Table) -> dict[str, Any]:
+        self.hop_length = hop_length
         import torch
 
         if self.recompute:
-            arrays = collate_wave_crops(batch, crop_samples=self.crop_samples, seed=self.seed, epoch=self.epoch)
+            arrays = collate_wave_crops(batch, crop_samples=self.crop_samples, seed=self.seed, epoch=self.epoch,
+                                        hop_length=self.hop_length)
         else:
             arrays = collate_logmel_crops(batch, n_mels=self.n_mels, crop_frames=self.crop_frames,
                                           seed=self.seed, epoch=self.epoch, pad_value=self.pad_value)

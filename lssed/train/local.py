@@ -19,8 +19,9 @@ from lssed.train.types import LoopOutcome, Utterance
 class LocalContext:
     """A :class:`~lssed.train.types.WorkerContext` of one worker over in-memory data.
 
-    ``train_data``: (x (N, 1, n_mels, T) float32, y (N,) int64) already cropped; each epoch is
-    a seeded shuffle in batches. ``eval_data``: utterances per split. Checkpoints live in
+    ``train_data``: (x (N, 1, n_mels, T) float32, y (N,) int64) already cropped, optionally
+    with lengths (N,) int64, the real frames of each padded crop; each epoch is a seeded
+    shuffle in batches. ``eval_data``: utterances per split. Checkpoints live in
     memory (``self.checkpoints``), so resuming is a matter of passing one in; with
     ``stop_after_epoch`` the run ends after reporting that epoch, as a crashed worker would.
     """
@@ -28,13 +29,14 @@ class LocalContext:
     rank = 0
     world_size = 1
 
-    def __init__(self, train_data: tuple[torch.Tensor, torch.Tensor], eval_data: dict[str, list[Utterance]], *,
+    def __init__(self, train_data: tuple[torch.Tensor, ...], eval_data: dict[str, list[Utterance]], *,
                  device: str | torch.device | None = None, seed: int = 0,
                  checkpoint: dict[str, Any] | None = None, stop_after_epoch: int | None = None) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        x, y = train_data
+        x, y, *lengths = train_data
         self.x = x.to(self.device)
         self.y = y.to(self.device)
+        self.lengths = lengths[0].cpu() if lengths else None  # host, as Ray Data's collate gives them
         self.eval_data = eval_data
         self.seed = seed
         self.checkpoints: list[dict[str, Any]] = []
@@ -51,7 +53,10 @@ class LocalContext:
         order = torch.randperm(len(self.y), generator=gen).to(self.device)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            yield {"x": self.x[idx], "y": self.y[idx]}
+            batch = {"x": self.x[idx], "y": self.y[idx]}
+            if self.lengths is not None:
+                batch["lengths"] = self.lengths[idx.cpu()]
+            yield batch
 
     def eval_utterances(self, split: str) -> Iterable[Utterance]:
         return list(self.eval_data.get(split, []))

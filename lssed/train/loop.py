@@ -5,14 +5,16 @@
 in-memory :class:`~lssed.train.local.LocalContext` (the GPU benchmark and unit tests, where Ray
 is not installed). Imports here are torch and numpy only.
 
-Recipe (docs/paper.md, the ``lssed`` preset): SGD momentum 0.9, lr 0.01 x0.1 every 20 epochs,
+Recipe (docs/paper.md, the ``lssed`` preset): SGD momentum 0.9, lr 0.01 x0.1 every 20 epochs
+(``lr_step_epochs``, resolved by the trainer: a third of the epochs unless set),
 weight decay 1e-3, batch 256, 60 epochs, all from ``cfg.train``; bf16 autocast on GPU;
 optional class-weighted cross-entropy. ``batch_size`` is the global batch: each of N workers
 takes ``batch_size // N`` (DDP averages the gradients). The checkpoint is selected on
 validation UA (ties keep the earlier epoch); test is evaluated once, at the end, with it.
 
-One SGD step is a :data:`TrainStep`, ``step(x, y) -> loss``; :func:`eager_train_step` is the
-plain one, and another implementation (a compiled or CUDA-graphed step) plugs in where
+One SGD step is a :data:`TrainStep`, ``step(x, y, lengths) -> loss`` (``lengths``: the real
+frames of each padded crop, or None); :func:`eager_train_step` is the plain one, and another
+implementation (a compiled or CUDA-graphed step) plugs in where
 :func:`build_training` makes it.
 """
 
@@ -30,13 +32,15 @@ from torch import nn
 
 from lssed.train.augment import spec_augment
 from lssed.train.evaluate import autocast, batch_inputs, evaluate
+from lssed.train.pretrained import backbone_eval, freeze_backbone, load_pretrained, read_init_state
 from lssed.train.results import EpochRecord, Metrics
 from lssed.train.types import LoopOutcome, Predictions, WorkerContext
 
 log = logging.getLogger(__name__)
 
-# step(x, y) -> the batch's mean loss (a 0-d device tensor); it updates the model in place
-TrainStep = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# step(x, y, lengths) -> the batch's mean loss (a 0-d device tensor); it updates the model in place.
+# lengths: (B,) real frames of each crop (host tensor) or None; the model masks the padding.
+TrainStep = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 # --------------------------------------------------------------------------- pieces
@@ -69,10 +73,10 @@ def eager_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn
                      device: torch.device, *, amp: bool) -> TrainStep:
     """The plain SGD step: forward under autocast, float32 loss, backward, update."""
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def step(x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, amp):
-            logits = model(x)
+            logits = model(x) if lengths is None else model(x, lengths)
         loss = loss_fn(logits.float(), y)
         loss.backward()
         optimizer.step()
@@ -85,15 +89,19 @@ def eager_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn
 
 def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], step: TrainStep,
                     device: torch.device, *, features: dict[str, Any] | None = None, channels_last: bool = False,
-                    augment: dict[str, int] | None = None,
+                    augment: dict[str, int] | None = None, frozen_backbone: bool = False,
                     timings: dict[str, float] | None = None) -> tuple[torch.Tensor, int]:
     """One pass; returns (sum of per-sample losses as a device tensor, samples).
 
+    ``frozen_backbone``: only ``fc`` trains, so everything else stays in eval mode (its
+    BatchNorm statistics fixed too; :mod:`lssed.train.pretrained`).
     ``augment``: keyword arguments of :func:`lssed.train.augment.spec_augment`, or None.
     ``timings`` (if given) accumulates ``data_wait_s``: the seconds spent waiting for the next
     batch. Device work is asynchronous, so on a GPU this is time the host had nothing to queue.
     """
     model.train()
+    if frozen_backbone:
+        backbone_eval(unwrap(model))
     loss_sum = torch.zeros((), device=device)
     seen = 0
     waited = 0.0
@@ -112,7 +120,9 @@ def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
             x = spec_augment(x, **augment)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        loss_sum += step(x, y) * y.numel()
+        # lengths stay on the host: the model decides "nothing padded" without a device sync
+        lengths = batch.get("lengths")
+        loss_sum += (step(x, y) if lengths is None else step(x, y, lengths)) * y.numel()
         seen += int(y.numel())
     if timings is not None:
         timings["data_wait_s"] = timings.get("data_wait_s", 0.0) + waited
@@ -133,6 +143,7 @@ class LoopSettings:
     features: dict[str, Any] | None  # the feature config when log-mel is computed on the device
     augment: dict[str, int] | None  # spec_augment's keyword arguments when it is on
     channels_last: bool  # requested; it takes effect on CUDA only
+    frozen_backbone: bool = False  # train.freeze=backbone: only the classifier trains
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "LoopSettings":
@@ -144,7 +155,8 @@ class LoopSettings:
         return cls(seed=int(tc["seed"]), epochs=int(tc["epochs"]), amp=bool(tc["amp"]),
                    num_classes=int(config["num_classes"]),
                    features=config["features"] if config["recompute"] else None, augment=augment,
-                   channels_last=bool(tc.get("channels_last", True)))
+                   channels_last=bool(tc.get("channels_last", True)),
+                   frozen_backbone=tc.get("freeze", "none") == "backbone")
 
 
 @dataclass
@@ -179,22 +191,36 @@ class Progress:
                 self.best_state = cpu_state(core)
 
 
+def lr_step_epochs(tc: dict[str, Any]) -> int:
+    """``train.lr_step_epochs``, or (null) a third of the epochs: the paper's 20 of 60."""
+    step = tc.get("lr_step_epochs")
+    return int(step) if step is not None else max(1, int(tc["epochs"]) // 3)
+
+
 def build_training(config: dict[str, Any], settings: LoopSettings, ctx: WorkerContext) -> Training:
-    """Model (initialised from the seed), SGD with the recipe's step schedule, the loss, the step."""
+    """Model (initialised from the seed, or from ``train.init_from``), SGD with the recipe's step
+    schedule over the parameters that train, the loss, the step."""
     from lssed.models import create_model
 
     tc = config["train"]
     device = ctx.device
-    model = create_model(config["model"], num_classes=settings.num_classes, **config.get("model_kwargs", {}))
+    model = create_model(config["model"], num_classes=settings.num_classes, **(config.get("model_kwargs") or {}))
+    if tc.get("init_from"):
+        resized = load_pretrained(model, read_init_state(tc["init_from"], config.get("out")))
+        if ctx.rank == 0:
+            log.info("initialised %s from %s%s", config["model"], tc["init_from"],
+                     " (new classifier)" if resized else "")
+    if settings.frozen_backbone:
+        freeze_backbone(model)
     # learned parameters, those a state_dict saves (not MTS's per-step branch copies)
     num_params = sum(v.numel() for v in model.state_dict(keep_vars=True).values() if isinstance(v, nn.Parameter))
     channels_last = settings.channels_last and device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = ctx.prepare_model(model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=float(tc["lr"]), momentum=float(tc["momentum"]),
-                                weight_decay=float(tc["weight_decay"]))
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(tc["lr_step_epochs"]),
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=float(tc["lr"]),
+                                momentum=float(tc["momentum"]), weight_decay=float(tc["weight_decay"]))
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_step_epochs(tc),
                                                 gamma=float(tc["lr_gamma"]))
     weight = class_weights(config["class_counts"]).to(device) if tc.get("class_weighted") else None
     step = eager_train_step(model, optimizer, nn.CrossEntropyLoss(weight=weight), device, amp=settings.amp)
@@ -251,7 +277,8 @@ def train_epoch(epoch: int, tr: Training, settings: LoopSettings, ctx: WorkerCon
     timings: dict[str, float] = {}
     loss_sum, seen = train_one_epoch(tr.model, ctx.train_batches(epoch, batch_size), tr.step, device,
                                      features=settings.features, channels_last=tr.channels_last,
-                                     augment=settings.augment, timings=timings)
+                                     augment=settings.augment, frozen_backbone=settings.frozen_backbone,
+                                     timings=timings)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t_train = time.perf_counter() - t0

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 
-from lssed.config import Config, ConfigError, TrainConfig, config_to_dict
+from lssed.config import Config, config_to_dict
 from lssed.labels import BENCHMARK_CLASSES
 from lssed.storage import Storage
 from lssed.train.data import (FeatureSource, TrainCollate, describe_features, iter_split_batches, silence_value,
@@ -36,13 +36,23 @@ STATE_FILE = "state.pt"  # the loop's checkpoint state inside each checkpoint di
 
 
 def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str, run_name: str) -> dict[str, Any]:
-    """The plain-data config every worker receives (see :func:`lssed.train.loop.run_training`)."""
+    """The plain-data config every worker receives (see :func:`lssed.train.loop.run_training`).
+
+    ``train`` holds the settings in effect: the crop in frames at the features' hop and the
+    lr step in epochs (what the run's results record and the report compares).
+    """
+    from lssed.train.loop import lr_step_epochs
+
+    train = config_to_dict(cfg.train)
+    train["crop_frames"] = cfg.train.crop_frames_at(int(source.features["sample_rate"]),
+                                                    int(source.features["hop_length"]))
+    train["lr_step_epochs"] = lr_step_epochs(train)
     return {
         "model": model,
-        "model_kwargs": {},
+        "model_kwargs": dict(cfg.train.model_kwargs or {}),
         "num_classes": cfg.train.num_classes,
         "class_names": list(BENCHMARK_CLASSES[: cfg.train.num_classes]),
-        "train": config_to_dict(cfg.train),
+        "train": train,
         "features": dict(source.features),
         "stored_features": dict(source.stored_features),
         "recompute": source.recompute,
@@ -198,18 +208,6 @@ def shuffle_buffer_rows(setting: int | None, batch_size: int) -> int | None:
     return int(setting) or None
 
 
-def check_ingest_settings(tc: TrainConfig) -> None:
-    """The ingest and checkpoint keys, before Ray starts (Ray would fail inside the workers)."""
-    if tc.local_shuffle_buffer_size is not None and tc.local_shuffle_buffer_size < 0:
-        raise ConfigError(f"train.local_shuffle_buffer_size must be >= 0 (0: no shuffle) or null (the default), "
-                          f"got {tc.local_shuffle_buffer_size}")
-    if tc.prefetch_batches < 0:
-        raise ConfigError(f"train.prefetch_batches must be >= 0, got {tc.prefetch_batches}")
-    if tc.checkpoints_to_keep < 1:
-        raise ConfigError(f"train.checkpoints_to_keep must be >= 1 (resume needs the latest checkpoint), "
-                          f"got {tc.checkpoints_to_keep}")
-
-
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """What each Ray Train worker runs.
 
@@ -241,10 +239,13 @@ def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, ru
 
     from lssed.validate import validate_config
 
-    validate_config(cfg, "train", models=[model])
+    validate_config(cfg, "train", models=[model])  # every train.* rule, the ingest keys included
     tc = cfg.train
-    check_ingest_settings(cfg.train)
     source = describe_features(cfg, features_uri)
+    if tc.init_from:
+        from lssed.train.pretrained import check_init_from
+
+        check_init_from(tc.init_from, {"endpoint_url": out.endpoint_url, "region": out.region})
     config = loop_config(cfg, source, out=out, model=model, run_name=run_name)
     datasets = split_datasets(source, splits=("train",))
     if source.shards_bytes <= tc.materialize_mb * 2**20:

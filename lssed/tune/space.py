@@ -1,8 +1,13 @@
 """The sweep's search space from ``cfg.tune`` as pure functions (no Ray).
 
 Dimensions: model (any registered name), STFT window (paper: 25 ms = 400 and 64 ms = 1024
-samples at 16 kHz), hop (empty: half the window), lr (empty: ``train.lr``), crop length
-(empty: ``train.crop_frames``). ``search: grid`` runs the full product, ``num_samples`` times
+samples at 16 kHz), hop, lr (empty: ``train.lr``), crop length (``tune.crop_seconds`` or
+``tune.crop_frames``; empty: the train section's crop).
+
+The window study compares windows, nothing else: with ``tune.hops`` empty every trial uses ONE
+hop (:func:`fixed_hop`: ``features.hop_length``, or half the shortest window when that is
+longer than it, as a hop longer than a window skips samples), and a crop in seconds becomes
+the same number of frames in every trial. Only a user who lists hops sweeps the frame rate. ``search: grid`` runs the full product, ``num_samples`` times
 with seeds ``train.seed, train.seed+1, ...``; ``search: random`` draws ``num_samples``
 distinct settings from the product (seeded by ``train.seed``). The trials are enumerated
 here, not sampled by Tune, so their run names are deterministic and a resumed sweep maps
@@ -57,17 +62,38 @@ def n_fft_for(window: int, n_fft: int) -> int:
     return n_fft if window <= n_fft else window
 
 
+def fixed_hop(cfg: Config) -> int:
+    """The one hop of a sweep without ``tune.hops``: ``features.hop_length``, or half the
+    shortest window when the hop is longer than it."""
+    shortest = min(cfg.tune.windows) if cfg.tune.windows else cfg.features.win_length
+    hop = cfg.features.hop_length
+    return hop if hop <= shortest else max(1, shortest // 2)
+
+
+def crop_options(cfg: Config) -> list[tuple[str, float]]:
+    """The sweep's crops: ``("frames", n)`` (fixed frames) or ``("seconds", s)`` (frames per hop)."""
+    t, tc = cfg.tune, cfg.train
+    if t.crop_frames:
+        return [("frames", c) for c in t.crop_frames]
+    if t.crop_seconds:
+        return [("seconds", s) for s in t.crop_seconds]
+    return [("frames", tc.crop_frames)] if tc.crop_frames is not None else [("seconds", tc.crop_seconds)]
+
+
 def trial_specs(cfg: Config) -> list[TrialSpec]:
     """Every trial of the sweep, in a stable order (``cfg`` checked by ``validate_config(cfg, "tune")``)."""
     t = cfg.tune
     models, windows = t.models, t.windows
     lrs = t.lrs or (cfg.train.lr,)
-    crops = t.crop_frames or (cfg.train.crop_frames,)
+    hops = t.hops or (fixed_hop(cfg),)
+    sample_rate = cfg.features.sample_rate
 
     points = []
-    for model, window, lr, crop in itertools.product(models, windows, lrs, crops):
-        for hop in (t.hops or (max(1, window // 2),)):
-            points.append((model, window, hop, lr, crop))
+    for model, window, lr, (unit, crop) in itertools.product(models, windows, lrs, crop_options(cfg)):
+        for hop in hops:
+            frames = int(crop) if unit == "frames" else replace_section(
+                cfg, "train", crop_seconds=float(crop), crop_frames=None).train.crop_frames_at(sample_rate, hop)
+            points.append((model, window, hop, lr, frames))
     base_seed = cfg.train.seed
     if t.search == "grid":
         chosen = [(p, base_seed + i) for i in range(t.num_samples) for p in points]
@@ -99,7 +125,10 @@ def run_name_for(sweep: str, spec: TrialSpec) -> str:
 
 
 def trial_config(cfg: Config, spec: TrialSpec, run_name: str) -> Config:
-    """The whole config of one trial: features window/hop/n_fft and train model/lr/crop/seed/epochs."""
+    """The whole config of one trial: features window/hop/n_fft and train model/lr/crop/seed/epochs.
+
+    The crop is set in frames (the spec's, already converted from seconds at the trial's hop).
+    """
     out = replace_section(cfg, "features", win_length=spec.win_length, hop_length=spec.hop_length,
                           n_fft=spec.n_fft)
     return replace_section(out, "train", model=spec.model, lr=spec.lr, crop_frames=spec.crop_frames,

@@ -6,7 +6,8 @@ import pytest
 
 from lssed.config import ConfigError, TrainConfig
 from lssed.train.stage import default_run_name
-from lssed.train.trainer import check_ingest_settings, shuffle_buffer_rows
+from lssed.train.trainer import shuffle_buffer_rows
+from lssed.validate import validate_config
 
 from .conftest import small_config
 
@@ -29,8 +30,9 @@ def test_defaults_are_the_former_constants():
     ("train.checkpoints_to_keep=0", "checkpoints_to_keep"),
 ])
 def test_bad_values_are_refused_before_ray_starts(override, key):
+    """The one settings check (lssed.validate, which make_trainer calls) covers the ingest keys."""
     with pytest.raises(ConfigError, match=key):
-        check_ingest_settings(small_config(override).train)
+        validate_config(small_config(override), "train", models=["resnet18"])
 
 
 def test_only_the_shuffle_buffer_renames_runs():

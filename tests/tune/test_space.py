@@ -13,14 +13,29 @@ def cfg_with(*overrides: str):
     return load_config(None, list(overrides))
 
 
-def test_grid_is_the_full_product_with_half_window_hops():
+def test_grid_is_the_full_product_with_one_hop_and_crop_for_every_window():
+    """The window study varies the window only: one hop, so the same frame rate and crop frames."""
     cfg = cfg_with("tune.models=[resnet18,vgg11]", "tune.windows=[400,1024]")
     specs = space.trial_specs(cfg)
+    # features.hop_length=512 is longer than the 400-sample window: half of it, for both windows
     assert [(s.model, s.win_length, s.hop_length, s.n_fft) for s in specs] == [
-        ("resnet18", 400, 200, 1024), ("resnet18", 1024, 512, 1024),
-        ("vgg11", 400, 200, 1024), ("vgg11", 1024, 512, 1024)]
-    assert {s.lr for s in specs} == {cfg.train.lr} and {s.crop_frames for s in specs} == {cfg.train.crop_frames}
+        ("resnet18", 400, 200, 1024), ("resnet18", 1024, 200, 1024),
+        ("vgg11", 400, 200, 1024), ("vgg11", 1024, 200, 1024)]
+    # 5 s at hop 200 / 16 kHz: 401 frames, in every trial
+    assert {s.lr for s in specs} == {cfg.train.lr} and {s.crop_frames for s in specs} == {401}
     assert {s.seed for s in specs} == {0}
+    hop = cfg_with("tune.windows=[400,1024]", "features.hop_length=160")
+    assert {s.hop_length for s in space.trial_specs(hop)} == {160}
+    assert {s.crop_frames for s in space.trial_specs(hop)} == {501}
+
+
+def test_crop_seconds_cover_the_same_audio_when_hops_are_swept():
+    cfg = cfg_with("tune.models=[resnet18]", "tune.windows=[1024]", "tune.hops=[256,512]", "train.crop_seconds=2.0")
+    assert [(s.hop_length, s.crop_frames) for s in space.trial_specs(cfg)] == [(256, 126), (512, 63)]
+    frames = cfg_with("tune.models=[resnet18]", "tune.windows=[1024]", "tune.hops=[256,512]", "train.crop_frames=40")
+    assert {s.crop_frames for s in space.trial_specs(frames)} == {40}  # crop_frames wins over crop_seconds
+    swept = cfg_with("tune.models=[resnet18]", "tune.windows=[1024]", "tune.crop_seconds=[1.0,3.0]")
+    assert [s.crop_frames for s in space.trial_specs(swept)] == [32, 94]
 
 
 def test_n_fft_rule_zero_pads_short_windows_and_grows_for_long_ones():
@@ -38,7 +53,7 @@ def test_grid_num_samples_repeats_with_new_seeds():
     assert [(s.lr, s.seed) for s in specs] == [(0.1, 5), (0.01, 5), (0.1, 6), (0.01, 6)]
     names = [space.run_name_for("sw", s) for s in specs]
     assert len(set(names)) == 4
-    assert names[0] == "tune-sw-resnet18-w400-h200-lr0.1-c160-s5"
+    assert names[0] == "tune-sw-resnet18-w400-h200-lr0.1-c401-s5"
 
 
 def test_random_search_draws_distinct_points_reproducibly():
