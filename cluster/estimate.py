@@ -151,7 +151,8 @@ def estimate(cfg, *, measured: dict[str, float], measured_gpu: str | None, gflop
         "assumptions": {
             "utterances": LSSED_UTTERANCES, "audio_hours": round(LSSED_HOURS, 2), "n_train": round(n_train),
             "n_val": round(n_val), "n_test": round(n_test), "epochs": t.epochs, "seeds": list(t.seeds),
-            "crop_frames": t.crop_frames, "gpu_node": gpu_node, "gpus_in_flight": gpus_in_flight,
+            "crop_frames": t.crop_frames_at(cfg.features.sample_rate, cfg.features.hop_length),
+            "gpu_node": gpu_node, "gpus_in_flight": gpus_in_flight,
             "preprocess_audio_s_per_cpu_s": preprocess_rate, "preprocess_nodes": f"{pre_nodes} x c6i.8xlarge (30 actors each)",
             "mfu": round(mfu, 3), "mfu_source": source, "spot_discount": SPOT_DISCOUNT,
             "prices_usd_per_h": PRICES, "eval": "val every epoch + test once, forward only (1/3 of a train step)",
@@ -186,20 +187,21 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     measured: dict[str, float] = {}
     gpu_name = args.gpu_name
+    crop = cfg.train.crop_frames_at(cfg.features.sample_rate, cfg.features.hop_length)  # train.crop_seconds in frames
     if args.measure:
         import torch
 
         gpu_name = torch.cuda.get_device_name(0)
         measured = measure(args.measure_models.split(","), batch_size=cfg.train.batch_size,
-                           n_mels=cfg.features.n_mels, frames=cfg.train.crop_frames)
+                           n_mels=cfg.features.n_mels, frames=crop)
         Path(args.measure).write_text(json.dumps({"gpu": gpu_name, "batch_size": cfg.train.batch_size,
-                                                  "input": [1, cfg.features.n_mels, cfg.train.crop_frames],
+                                                  "input": [1, cfg.features.n_mels, crop],
                                                   "models": measured}, indent=1))
     elif args.throughput:
         measured, found = read_throughput(Path(args.throughput))
         gpu_name = found or gpu_name
     short = next((k for k in ("H200", "H100", "A100", "A10G") if gpu_name and k in gpu_name), None)
-    gflops = model_gflops(sorted(set(cfg.train.models) | set(measured)), cfg.features.n_mels, cfg.train.crop_frames)
+    gflops = model_gflops(sorted(set(cfg.train.models) | set(measured)), cfg.features.n_mels, crop)
     est = estimate(cfg, measured=measured, measured_gpu=short, gflops=gflops, gpu_node=args.gpu_node,
                    preprocess_rate=args.preprocess_rate)
     print(f"{'model':16s} {'samples/s':>10s} {'h/run':>7s} {'runs':>4s} {'GPU-h':>7s}  how")
