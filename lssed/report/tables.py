@@ -161,8 +161,11 @@ def window_table(runs: Sequence[RunResults], *, split: str | None = None,
     """Window study: rows (corpus, window), one ``<model>`` column of test UA mean ± std.
 
     A (window, model) cell with several settings (hops, lrs) shows the best by validation UA.
+    The notes state what every shown trial held equal (hop, crop, lr, epochs...) and what
+    varied besides the window, so a confounded study says so.
     """
     usable = [r for r in runs if "test" in r.evaluations]
+    shown: list[RunResults] = []
     models = sorted({r.model for r in usable})
     cells: dict[tuple[str, int | None], dict[str, tuple[float | None, float | None]]] = defaultdict(dict)
     for corpus in sorted({r.train_corpus for r in usable}):
@@ -174,6 +177,7 @@ def window_table(runs: Sequence[RunResults], *, split: str | None = None,
                 if not subset:
                     continue
                 _, best = best_by_val(group_settings(subset))
+                shown.extend(best)
                 cells[(corpus, window)][model] = mean_std(_pct(r.evaluations["test"].ua for r in best))
     rows = []
     for (corpus, window), by_model in cells.items():
@@ -184,7 +188,51 @@ def window_table(runs: Sequence[RunResults], *, split: str | None = None,
         rows.append((corpus, window, ms, *values))
     columns = ("corpus", "window", "window_ms", *[c for m in models for c in (f"{m}_mean", f"{m}_std")])
     return Table("windows", "STFT window study: test UA (%) by window and model",
-                 columns, tuple(rows), protocol_text(usable, split=split))
+                 columns, tuple(rows), protocol_text(usable, split=split), notes=window_study_notes(shown))
+
+
+# what a window-study trial could vary besides the window: (label, its value from (features, train) config)
+_STUDY_SETTINGS: tuple[tuple[str, Any], ...] = (
+    ("hop", lambda f, t: f.get("hop_length")),
+    ("n_fft", lambda f, t: f.get("n_fft")),
+    ("mel bands", lambda f, t: f.get("n_mels")),
+    ("crop (frames)", lambda f, t: t.get("crop_frames")),
+    ("crop (s)", lambda f, t: _crop_seconds(f, t)),
+    ("lr", lambda f, t: t.get("lr")),
+    ("epochs", lambda f, t: t.get("epochs")),
+    ("lr step (epochs)", lambda f, t: t.get("lr_step_epochs")),
+    ("batch", lambda f, t: t.get("batch_size")),
+)
+
+
+def _crop_seconds(f: dict[str, Any], t: dict[str, Any]) -> float | None:
+    """The audio a crop of ``crop_frames`` frames covers: (frames - 1) * hop / sample rate."""
+    frames, hop, sr = t.get("crop_frames"), f.get("hop_length"), f.get("sample_rate")
+    if not (frames and hop and sr):
+        return None
+    return round((int(frames) - 1) * int(hop) / float(sr), 2)
+
+
+def window_study_notes(runs: Sequence[RunResults]) -> tuple[str, ...]:
+    """"Held equal in every trial: ..." and, when any, "Also varied besides the window: ..."."""
+    if not runs:
+        return ()
+    equal, varied = [], []
+    for label, get in _STUDY_SETTINGS:
+        values = {get(r.feature_config or {}, r.train_config or {}) for r in runs}
+        values.discard(None)
+        if len(values) == 1:
+            equal.append(f"{label} {_fmt_setting(next(iter(values)))}")
+        elif len(values) > 1:
+            varied.append(f"{label} {{{', '.join(_fmt_setting(v) for v in sorted(values))}}}")
+    notes = [f"Held equal in every trial shown: {', '.join(equal)}." if equal else "No setting was held equal."]
+    if varied:
+        notes.append(f"Also varied besides the window (the comparison is confounded by these): {', '.join(varied)}.")
+    return tuple(notes)
+
+
+def _fmt_setting(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _eval_corpus(r: RunResults, key: str) -> str | None:

@@ -112,3 +112,18 @@ def test_concurrency_from_resources():
     with pytest.raises(ConfigError, match="needs 2 GPU"):
         space.max_concurrent(gpu, 64, 1, 10)
     assert space.max_concurrent(cfg_with("tune.max_concurrent_trials=4"), 1, 0, 10) == 4
+
+
+def test_the_report_states_what_the_window_study_held_equal():
+    """lssed/report/tables.py's window table: settings equal in every trial, and any confound."""
+    from lssed.report.tables import window_table
+    from tests.report.conftest import make_run
+
+    fair = [make_run(f"w{w}", "resnet18", seed=0, test_ua=0.5, val_ua=0.5, window=w, hop=200) for w in (400, 1024)]
+    notes = window_table(fair).notes
+    assert notes[0].startswith("Held equal in every trial shown: hop 200, ")
+    assert "crop (frames) 32" in notes[0] and "lr 0.01" in notes[0] and len(notes) == 1
+    confounded = [make_run(f"w{w}", "resnet18", seed=0, test_ua=0.5, val_ua=0.5, window=w, hop=w // 2)
+                  for w in (400, 1024)]
+    assert any(n.startswith("Also varied besides the window") and "hop {200, 512}" in n
+               for n in window_table(confounded).notes)
