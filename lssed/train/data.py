@@ -1,11 +1,17 @@
 """Training data from the preprocess stage's shards: splits, crops, collation, train-time features.
 
 * Splits come from the shards' ``split`` column (train/val/test, speaker-independent, made by
-  the corpora stage); only rows with a non-null ``label4`` are used (the 4-class benchmark).
-* Training: a random crop (or zero/silence pad) of ``train.crop_frames`` frames per utterance.
-  The paper does not state a crop length; 160 frames is ~5.1 s at hop 512 / 16 kHz.
-  Crop offsets are a hash of (seed, epoch, utt_id), so a run is repeatable whatever the
-  order or worker its rows arrive in.
+  the corpora stage), or with ``train.fold`` = f from the ``fold`` column (test fold f, val
+  fold (f+1) mod k, train the rest; :func:`row_splits`, :func:`split_filter`); only rows with a
+  non-null ``label4`` are used (the 4-class benchmark). Training start checks that train, val
+  and test share no speaker.
+* Training: a random crop (or silence pad) of ``train.crop_seconds`` (default 5 s; in frames
+  at the run's hop, or ``train.crop_frames`` when set) per utterance; the paper does not
+  state a crop length. Batches carry each crop's real ``lengths``, and the models keep the
+  padded frames out of every conv, pool and their pooling over time, so a short utterance
+  trains on what evaluation (whole utterances, never padded) will see. Crop offsets are a
+  hash of (seed, epoch, utt_id), so a run is repeatable whatever the order or worker its
+  rows arrive in.
 * Evaluation: whole utterances (the models pool adaptively, so batch-of-one is exact).
 * Train-time features: when ``cfg.features`` differs from the feature config stored in the
   shards' ``_SUCCESS.json``, batches carry the stored 16 kHz waveform (int16 / 32768) instead
@@ -434,12 +440,12 @@ class TrainCollate(_CollateBase):  # type: ignore[misc,valid-type]
         self.n_mels = n_mels
         self.crop_frames = crop_frames
         self.crop_samples = crop_samples_for(crop_frames, hop_length)
+        self.hop_length = hop_length
         self.pad_value = pad_value
         self.seed = seed
         self.epoch = epoch
 
     def __call__(self, batch: pa.Table) -> dict[str, Any]:
-        self.hop_length = hop_length
         import torch
 
         if self.recompute:

@@ -87,6 +87,8 @@ def test_logmel_crop_and_pad():
     assert np.all(x[1, 0, :, 4:] == -9.0)
     # exact length: untouched
     np.testing.assert_array_equal(x[2, 0], np.arange(18, dtype=np.float32).reshape(3, 6))
+    # the real frames of each crop, which the models keep out of their pooling
+    assert out["lengths"].tolist() == [6, 4, 6]
 
 
 def test_crops_are_seeded_and_vary_by_epoch():
@@ -106,9 +108,11 @@ def test_wave_crops_give_exactly_crop_frames():
     hop = 512
     samples = crop_samples_for(32, hop)
     table = _rows([2000, 3])  # 20000 and 30 samples
-    out = collate_wave_crops(table, crop_samples=samples, seed=0, epoch=1)
+    out = collate_wave_crops(table, crop_samples=samples, seed=0, epoch=1, hop_length=hop)
     assert out["wave"].shape == (2, samples)
     assert np.all(out["wave"][1, 30:] == 0.0)  # zero padded
+    # 30 real samples: the one frame a centred STFT gives them alone; the long one: all 32
+    assert out["lengths"].tolist() == [32, 1]
     feat = logmel(torch.from_numpy(out["wave"]), FeatureConfig(n_mels=64))
     assert feat.shape == (2, 64, 32)
 
