@@ -2,7 +2,8 @@
 
 ``create_model(name, num_classes=4, **kw)`` returns an ``nn.Module`` that maps log-mel input
 ``(B, 1, n_mels, T)`` (any ``n_mels >= 64``, any ``T >= 1``) to ``(B, num_classes)`` logits and
-has ``forward_features`` / ``forward_head`` and a classifier named ``fc``. No Ray in here.
+has ``forward_features`` / ``forward_head`` and a classifier named ``fc``; ``model(x, lengths)``
+masks the padding of a padded batch (:mod:`lssed.models.masking`). No Ray in here.
 """
 
 from __future__ import annotations
