@@ -202,3 +202,18 @@ def test_plan_trains_every_fold_with_the_fold_in_the_run_name():
     assert [p.fold for p in only] == [1]
     assert [p.fold for p in plan_runs(cfg, "f" * 16, folds=None)] == [None]
     assert not plan_runs(cfg, "f" * 16)[0].run_name.endswith("-f0")
+
+
+@pytest.mark.ray
+def test_ray_split_datasets_with_a_fold_match_the_pyarrow_split(ray_session, tmp_path, features):
+    """The Ray Data filter (training's train split) and the pyarrow one (evaluation) agree per fold."""
+    from lssed.train.data import split_datasets
+
+    uri = with_folds(tmp_path, features)
+    for fold in (0, 2):
+        src = describe_features(load_config(None, ["features.n_mels=64", f"train.fold={fold}"]), uri)
+        parts = split_datasets(src, ("train", "val", "test"))
+        for split in ("train", "val", "test"):
+            got = sorted(parts[split].to_pandas()["utt_id"])
+            assert got == shard_tables(src, split).column("utt_id").to_pylist(), (fold, split)
+            assert len(got) == src.split_counts[split] > 0
