@@ -148,7 +148,7 @@ def describe_features(cfg: Config, features_uri: str, *, for_training: bool = Tr
     train_rows = labelled & (split == "train")
     counts = np.bincount(label4[train_rows].astype(np.int64), minlength=num_classes)
     if for_training:
-        _check_speaker_disjoint(meta, labelled, split, features_uri)
+        _check_speaker_disjoint(meta, labelled, split, features_uri, leaky=cfg.corpus.split == "utterance")
     if for_training and (split_counts["train"] == 0 or split_counts["val"] == 0):
         raise ValueError(
             f"{features_uri}: the shards have {split_counts} labelled rows per split; training needs "
@@ -224,9 +224,19 @@ def row_splits(split_column: Sequence[str | None], fold_column: Sequence[int | N
     return out
 
 
-def _check_speaker_disjoint(meta: pa.Table, labelled: np.ndarray, split: np.ndarray, features_uri: str) -> None:
-    """The splits a run trains, selects and tests on share no speaker (before any Ray work)."""
+def _check_speaker_disjoint(meta: pa.Table, labelled: np.ndarray, split: np.ndarray, features_uri: str, *,
+                            leaky: bool = False) -> None:
+    """The splits a run trains, selects and tests on share no speaker (before any Ray work).
+
+    ``leaky``: the user chose ``corpus.split=utterance`` (the workflow's corpus section, or
+    ``--set corpus.split=utterance`` for ``lssed train``), which leaks speakers by design
+    (docs/corpora.md): only warned about.
+    """
     if "speaker" not in meta.column_names:
+        return
+    if leaky:
+        log.warning("%s: corpus.split=utterance: train, val and test may share speakers (a leaky protocol)",
+                    features_uri)
         return
     from lssed.corpora.splits import assert_speaker_disjoint
 

@@ -189,6 +189,9 @@ def test_training_start_rejects_a_speaker_in_two_splits(tmp_path, features):
     with pytest.raises(UserError, match="same-voice"):
         describe_features(cfg, dest.uri)
     assert describe_features(cfg, dest.uri, for_training=False).split_counts["test"] > 0  # evaluation only
+    # the user's own leaky choice (corpus.split=utterance) trains, with a warning
+    leaky = load_config(None, ["features.n_mels=64", "corpus.split=utterance"])
+    assert describe_features(leaky, dest.uri).split_counts["train"] > 0
 
 
 def test_plan_trains_every_fold_with_the_fold_in_the_run_name():
