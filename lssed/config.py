@@ -87,11 +87,15 @@ class PreprocessConfig:
     """Decode -> denoise -> gain (docs/paper.md); the features section sets the log-mel."""
 
     sample_rate: int = 16000
-    denoise: Literal["noisereduce", "noisereduce-stationary", "none"] = "noisereduce"
+    # torchgate: noisereduce's torch gate, batched per chunk, on the GPU of a GPU actor; its
+    # output departs from noisereduce's (docs/performance.md), so it is not the default.
+    denoise: Literal["noisereduce", "noisereduce-stationary", "torchgate", "none"] = "noisereduce"
     gain: float = 2.0
     batch_size: int = 16  # rows per Parquet row group in a shard (a shard = one map_batches batch)
     num_actors: int | None = None  # None: as many as the cluster's CPUs allow
     cpus_per_actor: float = 1.0
+    # GPUs per preprocessing actor (fractions share one); > 0 only pays with denoise: torchgate.
+    gpus_per_actor: float = 0.0
     # How long the whole actor pool may take to start before work is handed out (and the
     # stage fails saying so); an autoscaling cluster adding nodes needs minutes.
     actor_start_timeout_s: float = 600.0

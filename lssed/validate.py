@@ -310,6 +310,7 @@ def check_preprocess(check: _Checker) -> None:
     check.integer("preprocess.batch_size", 1)
     check.integer("preprocess.num_actors", 1, optional=True, why=" (null: from the cluster's CPUs)")
     check.number("preprocess.cpus_per_actor", gt=0)
+    check.number("preprocess.gpus_per_actor", ge=0, why=" (0: CPU actors; GPUs only speed up denoise: torchgate)")
     check.integer("preprocess.rows_per_shard", 1)
     check.integer("preprocess.min_shards", 1)
     check.number("preprocess.min_duration_s", ge=0)

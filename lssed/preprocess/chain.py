@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from lssed.preprocess.decode import DecodeError, Segment, decode_file, open_source
-from lssed.preprocess.denoise import denoise
+from lssed.preprocess.denoise import BATCHED, denoise, denoise_batch
 from lssed.schema import CARRIED_COLUMNS, QUARANTINE_SCHEMA, SHARD_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -79,11 +79,13 @@ class ChainError(Exception):
         self.stage, self.code = stage, code
 
 
-def process_samples(samples: np.ndarray, cfg: Any, timings: dict[str, float] | None = None) -> Processed:
+def process_samples(samples: np.ndarray, cfg: Any, timings: dict[str, float] | None = None, *,
+                    clean: np.ndarray | BaseException | None = None) -> Processed:
     """denoise -> gain -> log-mel for one decoded utterance (16 kHz mono float32).
 
     Raises :class:`ChainError` naming the failing stage. ``timings`` (if given) accumulates the
-    CPU seconds of each step.
+    CPU seconds of each step. ``clean``: the utterance already denoised (or the denoiser's
+    error), when a batched denoiser ran over the whole chunk (:func:`denoise_all`).
     """
     pre, feat = cfg.preprocess, cfg.features
     min_samples = int(round(pre.min_duration_s * pre.sample_rate))
@@ -94,7 +96,10 @@ def process_samples(samples: np.ndarray, cfg: Any, timings: dict[str, float] | N
         raise ChainError("decode", "non_finite", "the decoded audio holds NaN or infinite samples")
     t0 = time.process_time()
     try:
-        clean = denoise(samples, pre.sample_rate, pre.denoise)
+        if isinstance(clean, BaseException):
+            raise clean
+        if clean is None:
+            clean = denoise(samples, pre.sample_rate, pre.denoise)
     except Exception as exc:
         raise ChainError("denoise", "denoise_failed", f"{type(exc).__name__}: {exc}") from exc
     t1 = time.process_time()
@@ -124,6 +129,29 @@ class ChunkResult:
     shard: pa.Table
     quarantine: pa.Table
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def denoise_all(decoded: dict[int, np.ndarray], cfg: Any) -> dict[int, np.ndarray | Exception]:
+    """A batched denoiser (``preprocess.denoise: torchgate``) over a chunk's decoded utterances.
+
+    Utterances that :func:`process_samples` will reject before denoising are skipped. If the
+    batch fails, each utterance is retried alone, so only the culprit is quarantined.
+    """
+    pre = cfg.preprocess
+    min_samples = max(1, int(round(pre.min_duration_s * pre.sample_rate)))
+    ids = [i for i, x in decoded.items() if x.size >= min_samples and np.all(np.isfinite(x))]
+    try:
+        return dict(zip(ids, denoise_batch([decoded[i] for i in ids], pre.sample_rate, pre.denoise)))
+    except Exception as exc:
+        log.warning("batched denoising of %d utterances failed (%s: %s); retrying one by one",
+                    len(ids), type(exc).__name__, exc)
+    out: dict[int, np.ndarray | Exception] = {}
+    for i in ids:
+        try:
+            out[i] = denoise_batch([decoded[i]], pre.sample_rate, pre.denoise)[0]
+        except Exception as exc:
+            out[i] = exc
+    return out
 
 
 def _list_array(arrays: list[np.ndarray], dtype: pa.DataType) -> pa.Array:
@@ -164,6 +192,18 @@ def process_chunk(
     quarantined: dict[int, tuple[str, str, str]] = {}  # i -> (stage, code, error)
     timings: dict[str, float] = {"decode": 0.0, "denoise": 0.0, "gain": 0.0, "features": 0.0}
     decoded_s = 0.0
+    pending: dict[int, np.ndarray] = {}  # decoded utterances, chain still to run
+
+    def run_pending(cleaned: dict[int, np.ndarray | Exception]) -> None:
+        for i in list(pending):
+            try:
+                kept[i] = process_samples(pending.pop(i), cfg, timings, clean=cleaned.pop(i, None))
+            except ChainError as exc:
+                quarantined[i] = (exc.stage, exc.code, str(exc))
+            except Exception as exc:  # never let one row fail the chunk
+                quarantined[i] = ("chain", "unexpected", f"{type(exc).__name__}: {exc}")
+
+    batched = pre.denoise in BATCHED
     for media_uri, idx in by_media.items():
         idx = sorted(idx, key=lambda i: (rows[i].get("start_s") or 0.0, rows[i]["utt_id"]))
         segments = [Segment(rows[i].get("start_s"), rows[i].get("end_s")) for i in idx]
@@ -176,12 +216,16 @@ def process_chunk(
                 quarantined[i] = ("decode", result.code, str(result))
                 continue
             decoded_s += result.size / pre.sample_rate
-            try:
-                kept[i] = process_samples(result, cfg, timings)
-            except ChainError as exc:
-                quarantined[i] = (exc.stage, exc.code, str(exc))
-            except Exception as exc:  # never let one row fail the chunk
-                quarantined[i] = ("chain", "unexpected", f"{type(exc).__name__}: {exc}")
+            pending[i] = result
+        if not batched:  # one file's audio in memory at a time
+            run_pending({})
+    if batched:
+        # A batched denoiser (torchgate) runs over the whole chunk at once; the chunk's decoded
+        # audio is then held together (bounded by preprocess.max_shard_audio_s).
+        t0 = time.process_time()
+        cleaned = denoise_all(pending, cfg)
+        timings["denoise"] += time.process_time() - t0
+        run_pending(cleaned)
 
     order = [i for i in range(len(rows)) if i in kept]
     shard = _shard_table([rows[i] for i in order], [kept[i] for i in order], cfg)

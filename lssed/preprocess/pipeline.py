@@ -102,6 +102,8 @@ def chunk_dataset(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_stora
         # A chunk is seconds to minutes of work: one in flight per actor balances the pool.
         compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
         num_cpus=cfg.preprocess.cpus_per_actor,
+        # A GPU actor runs denoise: torchgate on its GPU (lssed.preprocess.denoise.default_device).
+        **({"num_gpus": cfg.preprocess.gpus_per_actor} if cfg.preprocess.gpus_per_actor > 0 else {}),
         fn_constructor_kwargs={"cfg": cfg, "out": out, "media_storage": media_storage},
     )
 

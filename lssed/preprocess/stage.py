@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # Bump when the chain's output changes for the same config (it is part of the digest).
 PIPELINE_VERSION = 1
 STAGE = "features"
-_THROUGHPUT_KEYS = ("num_actors", "cpus_per_actor", "actor_start_timeout_s", "keep_freed_memory")
+_THROUGHPUT_KEYS = ("num_actors", "cpus_per_actor", "gpus_per_actor", "actor_start_timeout_s", "keep_freed_memory")
 _UNKNOWN_SPAN_S = 30.0
 
 
