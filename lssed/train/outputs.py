@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lssed.labels import BENCHMARK_CLASSES
+from lssed.models.card import write_run_card
 from lssed.storage import Storage, StorageError
 from lssed.train.types import LoopOutcome, Predictions
 from lssed.train.results import PREDICTIONS_FILE, RESULTS_FILE, RunResults
@@ -100,7 +101,7 @@ def build_results(outcome: LoopOutcome, config: dict[str, Any]) -> RunResults:
 
 
 def write_run_outputs(run: Storage, outcome: LoopOutcome, config: dict[str, Any]) -> RunResults:
-    """predictions.parquet, best_model.pt, then results.json (the completion marker)."""
+    """predictions.parquet, best_model.pt, MODEL_CARD.md, then results.json (the completion marker)."""
     import torch
 
     results = build_results(outcome, config)
@@ -110,6 +111,7 @@ def write_run_outputs(run: Storage, outcome: LoopOutcome, config: dict[str, Any]
     buf = io.BytesIO()
     torch.save(outcome.best_state, buf)
     run.write_bytes(buf.getvalue(), BEST_MODEL_FILE)
+    write_run_card(run, results, config)  # MODEL_CARD.md (lssed.models.card)
     run.write_json(results.to_dict(), RESULTS_FILE)
     log.info("wrote %s (test UA %.4f, WA %.4f)", run.join_uri(RESULTS_FILE),
              results.evaluations["test"].ua, results.evaluations["test"].wa)
