@@ -13,6 +13,7 @@ a feature set that cannot be read leaves its fields "not recorded", never a fail
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -165,8 +166,8 @@ def render_card(meta: Mapping[str, Any], *, artifact: str | None = None) -> str:
     else:
         lines.append(f"- {UNKNOWN} (not trained by lssed: see where the checkpoint came from)")
     lines += ["", "Feature and preprocessing settings (apply exactly these to new audio):", "",
-              f"- features: {meta['features']}",
-              f"- preprocess: {meta['preprocess'] if meta.get('preprocess') is not None else UNKNOWN}"
+              f"- features: `{json.dumps(meta['features'])}`",
+              f"- preprocess: {'`' + json.dumps(meta['preprocess']) + '`' if meta.get('preprocess') is not None else UNKNOWN}"
               + (" (stated by the user at export)" if meta.get("settings_from") == "user" else ""),
               "", "## Metrics", ""]
     lines += _metrics_section(meta.get("metrics") or {}, class_names)

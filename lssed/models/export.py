@@ -246,7 +246,7 @@ class ExportedModel:
         need = int(self.metadata["input"]["min_frames"]) - x.shape[3]
         if need > 0:  # what the model does itself in torch: zeros past the end
             x = np.pad(x, ((0, 0), (0, 0), (0, 0), (0, need)))
-        return self._run(np.ascontiguousarray(x))
+        return self._run(np.require(x, requirements=["C", "W"]))  # torch.from_numpy needs a writable array
 
 
 def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedModel:

@@ -34,6 +34,7 @@ class LoadedRun:
     uri: str
     results: RunResults
     predictions_rows: int | None  # None: predictions.parquet absent or unreadable
+    model_card: str | None = None  # URI of the run's MODEL_CARD.md; None: a run from before model cards
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,10 @@ def _load_run(run_dir: Storage, name: str, missing: list[str]) -> LoadedRun | No
     else:
         missing.append(f"run {name}: no {PREDICTIONS_FILE}")
     results = _with_evaluations(run_dir, name, results, missing)
-    return LoadedRun(name=name, uri=run_dir.uri, results=results, predictions_rows=rows)
+    from lssed.models.card import CARD_FILE
+
+    card = run_dir.join_uri(CARD_FILE) if run_dir.exists(CARD_FILE) else None
+    return LoadedRun(name=name, uri=run_dir.uri, results=results, predictions_rows=rows, model_card=card)
 
 
 def _with_evaluations(run_dir: Storage, name: str, results: RunResults, missing: list[str]) -> RunResults:

@@ -407,12 +407,12 @@ def runs_table(runs: Sequence[Any], incomplete: Sequence[str] = ()) -> Table:
         test: Metrics | None = r.evaluations.get("test")
         rows.append((r.run_name, r.model, r.train_corpus, s.window, s.hop, s.lr, r.seed, r.epochs_completed,
                      r.best_epoch, 100 * r.val.ua, 100 * test.ua if test else None,
-                     lr.predictions_rows, r.tune_trial or "", "complete"))
+                     lr.predictions_rows, r.tune_trial or "", "complete", getattr(lr, "model_card", None)))
     for name in incomplete:
-        rows.append((name, *([None] * 12), "incomplete"))
+        rows.append((name, *([None] * 12), "incomplete", None))
     return Table("runs", "Runs found in storage",
                  ("run", "model", "corpus", "window", "hop", "lr", "seed", "epochs", "best_epoch",
-                  "val_ua", "test_ua", "predictions", "tune_trial", "status"), tuple(rows))
+                  "val_ua", "test_ua", "predictions", "tune_trial", "status", "model_card"), tuple(rows))
 
 
 # --------------------------------------------------------------------------- rendering
