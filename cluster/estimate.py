@@ -1,7 +1,8 @@
 """Time-and-cost estimate of the paper-scale run (workflows/configs/lssed.yaml) on AWS.
 
   .venv/bin/python cluster/estimate.py [--config workflows/configs/lssed.yaml]
-      [--throughput measured.json] [--preprocess-rate AUDIO_S_PER_CPU_S] [--out estimate.json]
+      [--throughput cluster/throughput.json | none] [--preprocess-rate AUDIO_S_PER_CPU_S]
+      [--gpu-node g5.2xlarge] [--out estimate.json] [--markdown]
 
 The arithmetic (printed with every assumption; see cluster/README.md):
   preprocessing CPU-hours = corpus audio hours / (audio s per CPU-s)
@@ -11,9 +12,11 @@ The arithmetic (printed with every assumption; see cluster/README.md):
   cost                    = GPU-hours x node price / GPUs per node (+ CPU nodes and the head)
 
 Train samples/s per model comes from ``--throughput`` (JSON ``{"gpu": "...", "models":
-{name: samples_per_s}}``, measured with ``--measure`` on a GPU) or, for models without a
-measurement, from the model's forward GFLOPs (lssed.models.stats) at an assumed effective
-TFLOP/s, calibrated on the measured models when there are any. Prices are on-demand list
+{name: samples_per_s}}``; by default cluster/throughput.json, the H200 measurements of
+docs/performance.md with the source of each number; ``--measure`` writes a new one on a GPU)
+or, for models without a measurement, from the model's forward GFLOPs (lssed.models.stats) at
+an effective TFLOP/s calibrated on the measured models (assumed when there are none). The
+file's ``preprocess_audio_s_per_cpu_s`` is the default preprocessing rate. Prices are on-demand list
 prices (us-east-1/us-west-2) at the date below; spot is an assumed discount.
 """
 
@@ -52,7 +55,8 @@ ASSUMED_MFU = 0.08
 # ran at 30.4 s of audio per CPU-second (features _SUCCESS.json stats.audio_s_per_cpu_s,
 # 2026-11-26, this 2-core machine under heavy shared load); noisereduce alone is ~163x
 # (docs/install.md).
-DEFAULT_PREPROCESS_RATE = 30.0
+DEFAULT_PREPROCESS_RATE = 30.0  # without a throughput file that gives one
+DEFAULT_THROUGHPUT = REPO / "cluster" / "throughput.json"
 
 
 def model_gflops(models: list[str], n_mels: int, frames: int) -> dict[str, float]:
@@ -92,6 +96,12 @@ def measure(models: list[str], *, batch_size: int, n_mels: int, frames: int, ste
     return out
 
 
+def read_preprocess_rate(path: Path) -> float | None:
+    """The file's ``preprocess_audio_s_per_cpu_s`` (audio seconds per CPU-second), if it has one."""
+    rate = json.loads(path.read_text()).get("preprocess_audio_s_per_cpu_s")
+    return None if rate is None else float(rate)
+
+
 def read_throughput(path: Path) -> tuple[dict[str, float], str | None]:
     """Ours (``{"gpu", "models": {name: sps}}``) or benchmarks/train_step.py's JSON (best variant per model)."""
     data = json.loads(path.read_text())
@@ -128,7 +138,8 @@ def estimate(cfg, *, measured: dict[str, float], measured_gpu: str | None, gflop
             how = f"{gflops[m]:.2f} GFLOPs at MFU {mfu:.2f} ({source})"
         run_s = t.epochs * (n_train / sps + (n_val + n_test / t.epochs) / (3 * sps))
         rows.append({"model": m, "train_samples_per_s": round(sps, 1), "hours_per_run": round(run_s / 3600, 3),
-                     "runs": len(t.seeds), "gpu_hours": round(len(t.seeds) * run_s / 3600, 2), "how": how})
+                     "runs": len(t.seeds), "gpu_hours": round(len(t.seeds) * run_s / 3600, 2),
+                     "measured": how.startswith("measured"), "how": how})
     train_gpu_h = sum(r["gpu_hours"] for r in rows)
     # the sweep: trials x epochs of its models (ASHA stops ~half early: count 0.6 of the budget)
     tune_models = list(cfg.tune.models)
@@ -172,14 +183,17 @@ def estimate(cfg, *, measured: dict[str, float], measured_gpu: str | None, gflop
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "workflows" / "configs" / "lssed.yaml"))
-    p.add_argument("--throughput", help="JSON of measured train samples/s per model")
+    p.add_argument("--throughput", default=str(DEFAULT_THROUGHPUT),
+                   help="JSON of measured train samples/s per model (default: %(default)s; 'none': GFLOPs only)")
     p.add_argument("--measure", metavar="OUT_JSON", help="measure train samples/s on this machine's GPU first")
     p.add_argument("--measure-models", default="resnet18,resnet50,pyresnet50,pyresnet152,vgg16,mts_resnet50,crnn_attn")
     p.add_argument("--gpu-name", help="the measured GPU for --throughput files without one (A10G|A100|H100|H200)")
     p.add_argument("--gpu-node", default="g5.2xlarge", choices=sorted(GPUS_PER_NODE))
-    p.add_argument("--preprocess-rate", type=float, default=DEFAULT_PREPROCESS_RATE,
-                   help="audio seconds per CPU-second (stats.audio_s_per_cpu_s of a features _SUCCESS.json)")
+    p.add_argument("--preprocess-rate", type=float,
+                   help="audio seconds per CPU-second (stats.audio_s_per_cpu_s of a features _SUCCESS.json); "
+                        f"default: the throughput file's, else {DEFAULT_PREPROCESS_RATE}")
     p.add_argument("--out", help="write the estimate as JSON")
+    p.add_argument("--markdown", action="store_true", help="also print cluster/README.md's per-model table")
     args = p.parse_args(argv)
 
     from lssed.config import load_config
@@ -197,13 +211,18 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.measure).write_text(json.dumps({"gpu": gpu_name, "batch_size": cfg.train.batch_size,
                                                   "input": [1, cfg.features.n_mels, crop],
                                                   "models": measured}, indent=1))
-    elif args.throughput:
+    elif args.throughput and args.throughput != "none":
+        if not Path(args.throughput).is_file():
+            raise SystemExit(f"--throughput {args.throughput}: no such file (use 'none' for the GFLOP model alone)")
         measured, found = read_throughput(Path(args.throughput))
         gpu_name = found or gpu_name
+    rate = args.preprocess_rate
+    if rate is None and args.throughput and args.throughput != "none" and Path(args.throughput).is_file():
+        rate = read_preprocess_rate(Path(args.throughput))
     short = next((k for k in ("H200", "H100", "A100", "A10G") if gpu_name and k in gpu_name), None)
     gflops = model_gflops(sorted(set(cfg.train.models) | set(measured)), cfg.features.n_mels, crop)
     est = estimate(cfg, measured=measured, measured_gpu=short, gflops=gflops, gpu_node=args.gpu_node,
-                   preprocess_rate=args.preprocess_rate)
+                   preprocess_rate=rate or DEFAULT_PREPROCESS_RATE)
     print(f"{'model':16s} {'samples/s':>10s} {'h/run':>7s} {'runs':>4s} {'GPU-h':>7s}  how")
     for r in est["models"]:
         print(f"{r['model']:16s} {r['train_samples_per_s']:10.1f} {r['hours_per_run']:7.2f} {r['runs']:4d} "
@@ -212,9 +231,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU-hours: train {est['train_gpu_hours']} + tune {est['tune_gpu_hours']} = {est['gpu_hours']} "
           f"on {args.gpu_node}; wall ~{est['wall_hours']} h with {est['assumptions']['gpus_in_flight']} GPUs in flight")
     print(f"cost: ~${est['usd_on_demand']:.0f} on-demand, ~${est['usd_spot']:.0f} with spot workers")
+    if args.markdown:
+        print(markdown_table(est))
     if args.out:
         Path(args.out).write_text(json.dumps(est, indent=1))
     return 0
+
+
+def markdown_table(est: dict) -> str:
+    """The per-model table of cluster/README.md (measured rows marked)."""
+    lines = ["| model | train samples/s | GPU-h per run | runs | GPU-hours | throughput |", "|---|---:|---:|---:|---:|---|"]
+    for r in est["models"]:
+        lines.append(f"| {r['model']} | {r['train_samples_per_s']:,.0f} | {r['hours_per_run']:.2f} | {r['runs']} | "
+                     f"{r['gpu_hours']:.1f} | {'**' + r['how'] + '**' if r['measured'] else 'derived: ' + r['how']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -55,3 +55,46 @@ def test_reads_the_train_step_benchmark_json(est, tmp_path):
     ]}))
     measured, gpu = est.read_throughput(p)
     assert measured == {"pyresnet152": 1200.0, "vgg16": 2000.0} and "H100" in gpu
+
+
+def test_the_committed_measurements_are_read_by_default(est):
+    """cluster/throughput.json: the H200 numbers of docs/performance.md, each with its source."""
+    data = json.loads(est.DEFAULT_THROUGHPUT.read_text())
+    measured, gpu = est.read_throughput(est.DEFAULT_THROUGHPUT)
+    assert gpu == "NVIDIA H200" and measured == {"resnet18": 13021.0, "pyresnet152": 1816.0,
+                                                 "resnet152": 2611.0, "vgg16": 5848.0}
+    used = {(m["model"], m["samples_per_s"]) for m in data["measurements"] if m["used"]}
+    assert used == {(k, int(v)) for k, v in measured.items()}
+    assert all("docs/performance.md" in m["source"] for m in data["measurements"])
+    perf = (REPO / "docs" / "performance.md").read_text()
+    for value in ("13,021", "1,816", "2,611", "5,848", "44.5"):  # still what the doc says
+        assert value in perf
+    assert est.read_preprocess_rate(est.DEFAULT_THROUGHPUT) == 44.5
+    cfg = load_config(REPO / "workflows" / "configs" / "lssed.yaml")
+    gflops = {m: 5.0 for m in cfg.train.models}
+    out = est.estimate(cfg, measured=measured, measured_gpu="H200", gflops=gflops, gpu_node="p5.48xlarge",
+                       preprocess_rate=44.5)
+    rows = {r["model"]: r for r in out["models"]}
+    assert {m for m, r in rows.items() if r["measured"]} == set(measured)
+    assert rows["pyresnet152"]["train_samples_per_s"] == pytest.approx(1816 * 989 / 989, rel=1e-3)
+    assert "measured on H200" in rows["pyresnet152"]["how"] and "GFLOPs" in rows["vgg11"]["how"]
+
+
+def test_readme_table_is_the_estimate_of_the_committed_file(est, capsys):
+    """cluster/README.md's per-model table and g5 total are what estimate.py prints today."""
+    assert est.main(["--markdown"]) == 0
+    printed = capsys.readouterr().out
+    readme = (REPO / "cluster" / "README.md").read_text()
+    table = [line for line in printed.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(load_config(REPO / "workflows" / "configs" / "lssed.yaml").train.models)
+    for line in table:
+        assert line in readme
+    total = next(line for line in printed.splitlines() if line.startswith("GPU-hours:"))
+    gpu_h = float(total.split("= ")[1].split()[0])
+    assert f"| {gpu_h} (train" in readme
+    assert "preprocess: 4.64 CPU-h" in printed  # 206.4 h at the measured 44.5 audio-s per CPU-s
+
+
+def test_a_missing_throughput_file_is_named(est, tmp_path):
+    with pytest.raises(SystemExit, match="no-such.json"):
+        est.main(["--throughput", str(tmp_path / "no-such.json")])
