@@ -2,7 +2,7 @@
 
 Decodes each utterance's segment from its media file (any container or codec, video or
 audio) to 16 kHz mono, denoises it (preprocess.denoise: noisereduce | noisereduce-stationary
-| none), applies the gain (preprocess.gain, default x2, clipping counted) and computes the
+| torchgate | none), applies the gain (preprocess.gain, default x2, clipping counted) and computes the
 log-mel (features.*: Hann 1024, hop 512, 128 slaney mel bands, log). Rows that fail go to a
 quarantine table with their reason. Output: <out>/features/<digest>/{shards,quarantine,
 _SUCCESS.json}; a rerun with the same manifest and config skips, a killed run resumes.
