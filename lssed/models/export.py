@@ -51,40 +51,42 @@ class Probabilities(nn.Module):
         return torch.softmax(self.model(x).float(), dim=1)
 
 
-class _TimeMeanThenPool(nn.Module):
-    """``AdaptiveAvgPool2d((h, 1))`` as the time mean, then pooling over mel bands to ``h``.
+class _MelPool(nn.Module):
+    """``AdaptiveAvgPool2d((h, 1))`` (PyResNet) or ``((h, None))`` (CRNN) in exportable form.
 
-    The same numbers (each output bin averages a block of mel bands times every frame, and the
-    frame mean can go first), but the ONNX exporter cannot size an adaptive pool over a dynamic
-    axis, while a mean over it exports, and what is left to pool then has static sizes.
+    The same numbers: the mel axis is fixed by the features, so pooling it to ``h`` rows is a
+    constant matrix, and a pool to one frame is the frame mean (which may go first). The ONNX
+    exporter cannot size an adaptive pool over a dynamic axis, nor one whose output size does
+    not divide its input (PyResNet at 64 mels), while a mean and a matrix product export.
     """
 
-    def __init__(self, height: int) -> None:
+    def __init__(self, height: int, time_mean: bool) -> None:
         super().__init__()
         self.height = height
+        self.time_mean = time_mean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # the mel axis is fixed by the features, so its pooling is a constant matrix (the exporter
-        # has no adaptive pool whose output size does not divide its input, e.g. PyResNet at 64 mels)
-        bands = int(x.shape[2])
+        bands = int(x.shape[2])  # fixed at export: the features' mel bands after the convs
         weights = torch.zeros(self.height, bands, dtype=x.dtype)
         for i in range(self.height):
             lo, hi = (i * bands) // self.height, -((-(i + 1) * bands) // self.height)
             weights[i, lo:hi] = 1.0 / (hi - lo)
-        return torch.matmul(weights, x.mean(dim=3, keepdim=True))
+        if self.time_mean:
+            x = x.mean(dim=3, keepdim=True)
+        return torch.matmul(weights.to(x.device), x)
 
 
 def exportable(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose time-adaptive pools (PyResNet's ``(4, 1)``) export with a dynamic time axis."""
+    """A copy of ``model`` whose mel-axis adaptive pools export with a dynamic time axis."""
     import copy
 
     model = copy.deepcopy(model)
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             size = getattr(child, "output_size", None)
-            if isinstance(child, nn.AdaptiveAvgPool2d) and isinstance(size, tuple) and size[1] == 1 \
-                    and size[0] not in (None, 1):
-                setattr(module, name, _TimeMeanThenPool(int(size[0])))
+            if isinstance(child, nn.AdaptiveAvgPool2d) and isinstance(size, tuple) and size[1] in (1, None) \
+                    and size[0] is not None and not (size[0] == 1 and size[1] == 1):
+                setattr(module, name, _MelPool(int(size[0]), time_mean=size[1] == 1))
     return model
 
 

@@ -42,7 +42,7 @@ def _meta(net: torch.nn.Module, name: str) -> dict:
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("name", ["resnet18", "pyresnet50", "vgg11"])
+@pytest.mark.parametrize("name", ["resnet18", "pyresnet50", "vgg11", "crnn_attn"])
 def test_exported_probabilities_match_torch(tmp_path, name, fmt):
     torch.set_num_threads(1)
     net = _model(name)
