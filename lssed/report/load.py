@@ -101,7 +101,7 @@ def _load_run(run_dir: Storage, name: str, missing: list[str]) -> LoadedRun | No
     else:
         missing.append(f"run {name}: no {PREDICTIONS_FILE}")
     results = _with_evaluations(run_dir, name, results, missing)
-    from lssed.models.card import CARD_FILE
+    from lssed.report.modelcard import CARD_FILE
 
     card = run_dir.join_uri(CARD_FILE) if run_dir.exists(CARD_FILE) else None
     return LoadedRun(name=name, uri=run_dir.uri, results=results, predictions_rows=rows, model_card=card)

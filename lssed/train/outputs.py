@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lssed.labels import BENCHMARK_CLASSES
-from lssed.models.card import write_run_card
+from lssed.report.modelcard import write_run_card
 from lssed.storage import Storage, StorageError
 from lssed.train.types import LoopOutcome, Predictions
 from lssed.train.results import PREDICTIONS_FILE, RESULTS_FILE, RunResults
@@ -111,7 +111,7 @@ def write_run_outputs(run: Storage, outcome: LoopOutcome, config: dict[str, Any]
     buf = io.BytesIO()
     torch.save(outcome.best_state, buf)
     run.write_bytes(buf.getvalue(), BEST_MODEL_FILE)
-    write_run_card(run, results, config)  # MODEL_CARD.md (lssed.models.card)
+    write_run_card(run, results, config)  # MODEL_CARD.md (lssed.report.modelcard)
     run.write_json(results.to_dict(), RESULTS_FILE)
     log.info("wrote %s (test UA %.4f, WA %.4f)", run.join_uri(RESULTS_FILE),
              results.evaluations["test"].ua, results.evaluations["test"].wa)

@@ -16,7 +16,7 @@ import torch
 from lssed.cli import main as cli_main
 from lssed.labels import BENCHMARK_CLASSES
 from lssed.models import create_model
-from lssed.models.card import export_card_path
+from lssed.report.modelcard import export_card_path
 from lssed.models.export import (build_metadata, export_with_card, load_exported, min_frames,
                                  model_from_checkpoint, read_metadata)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lssed.cli import main as cli_main
-from lssed.models.card import CARD_FILE, export_card_path
+from lssed.report.modelcard import CARD_FILE, export_card_path
 from lssed.models.export import load_exported, read_metadata
 from lssed.storage import Storage
 from lssed.train.data import collate_logmel_crops, describe_features, shard_tables, silence_value, utterances
