@@ -84,3 +84,20 @@ def test_the_report_links_the_run_card(finished_run, tmp_path):
     assert list(cards) == [run.join_uri(CARD_FILE)]
     for written in ("report.md", "tables/runs.csv"):
         assert run.join_uri(CARD_FILE) in (tmp_path / "report" / written).read_text()
+
+
+def test_export_of_a_run_on_s3(finished_run, s3_endpoint, tmp_path):
+    import uuid
+
+    run, results, _ = finished_run
+    remote = Storage(f"s3://lssed-test/export-{uuid.uuid4().hex[:8]}", endpoint_url=s3_endpoint).child("runs", "s3")
+    for name in ("results.json", "best_model.pt"):
+        remote.write_bytes(run.read_bytes(name), name)
+    out = tmp_path / "model.onnx"
+    assert cli_main(["models", "export", remote.uri, "--format", "onnx", "--out", str(out),
+                     "--set", f"storage.endpoint_url={s3_endpoint}"]) == 0
+    meta = read_metadata(out)
+    assert meta["source"] == remote.uri and meta["metrics"]["test"]["n"] == results.evaluations["test"].n
+    # a run directory that holds no results.json: a user error (exit 2), not a traceback
+    assert cli_main(["models", "export", remote.uri.replace("/runs/s3", "/runs/absent"), "--format", "onnx",
+                     "--out", str(tmp_path / "x.onnx"), "--set", f"storage.endpoint_url={s3_endpoint}"]) == 2
