@@ -152,10 +152,13 @@ def export_model(model: nn.Module, metadata: Mapping[str, Any], fmt: Literal["on
         # the LSTM batch-size caveat (crnn_attn): its states are zeros built from the input's
         # batch, and the parity tests run the export at batch sizes 1-3
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
-        if fmt == "onnx":
-            _export_onnx(wrapped, example, metadata, out)
-        else:
-            _export_torchscript(wrapped, example, metadata, out)
+        try:
+            if fmt == "onnx":
+                _export_onnx(wrapped, example, metadata, out)
+            else:
+                _export_torchscript(wrapped, example, metadata, out)
+        finally:  # a failed export leaves no half-written file behind
+            out.with_name(out.name + ".partial").unlink(missing_ok=True)
     log.info("exported %s (%s) -> %s", metadata.get("model"), fmt, out)
     return out
 
