@@ -173,6 +173,14 @@ class Storage:
         selector = pafs.FileSelector(self.path(*parts), allow_not_found=True, recursive=recursive)
         return sorted(info.path for info in self.filesystem.get_file_info(selector))
 
+    def file_sizes(self, recursive: bool = True) -> dict[str, int]:
+        """URI -> size of every file below this root, from one listing (on S3 one paged
+        ListObjectsV2, not a request per file); {} when nothing is there."""
+        selector = pafs.FileSelector(self.root, allow_not_found=True, recursive=recursive)
+        prefix = "s3://" if self.is_s3 else ""
+        return {prefix + info.path: info.size for info in self.filesystem.get_file_info(selector)
+                if info.type == pafs.FileType.File}
+
     def delete_dir(self, *parts: str) -> None:
         if self.exists(*parts):
             self.filesystem.delete_dir(self.path(*parts))

@@ -21,7 +21,9 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lssed.corpora.base import REJECT_CODES, CorpusError, PreparedCorpus, RowCollector
+from lssed.corpora.base import (
+    REJECT_CODES, CorpusError, MediaIndex, PreparedCorpus, RowCollector, is_object_uri, storage_lister,
+)
 from lssed.corpora.splits import (
     assert_speaker_disjoint, fold_split, official_split, speaker_split, speakers_overlap, split_of_fold,
 )
@@ -77,6 +79,7 @@ def prepare(
     corpus_id: str | None = None,
     encoding: str = "auto",
     allow_outside_root: bool = False,
+    storage: Any = None,
     **options: Any,
 ) -> PreparedCorpus:
     """Read corpus ``name`` at ``root`` into a manifest with splits, plus its rejects.
@@ -92,7 +95,10 @@ def prepare(
     generic corpora apart. ``strict``: raise :class:`CorpusError` on the first unusable row
     instead of rejecting it. ``encoding`` (``auto``: UTF-8, else Windows-1252 with a warning)
     and ``allow_outside_root`` (media paths may leave the CSV's folder) apply to the
-    generic/demo CSV. ``options`` go to the adapter (e.g. ``test_session=5`` for IEMOCAP).
+    generic/demo CSV. ``root`` may be an ``s3://`` URI for generic/demo (the CSV in a bucket;
+    relative media paths name objects below its prefix), and any generic CSV may name
+    ``s3://`` media; ``storage`` (a :class:`lssed.storage.Storage` or ``StorageConfig``; None:
+    the defaults and AWS_ENDPOINT_URL) says how to reach them. ``options`` go to the adapter (e.g. ``test_session=5`` for IEMOCAP).
     When every row is rejected the manifest is empty (logged as a warning) and the rejects
     say why.
     """
@@ -108,12 +114,21 @@ def prepare(
     module_name, reader_name = ADAPTERS[name]
     module = importlib.import_module(module_name)
     reader = getattr(module, reader_name)
-    root_path = Path(root).expanduser()
-    if not root_path.exists():
-        raise CorpusError(f"{name}: {root_path} does not exist")
+    root_path: str | Path
+    if is_object_uri(os.fspath(root)):
+        if name not in _LISTING_ADAPTERS:
+            raise CorpusError(f"{name}: reads its corpus from a local directory, not {os.fspath(root)}; copy or mount "
+                              f"it on every node (only {'/'.join(_LISTING_ADAPTERS)} read a CSV in object storage)")
+        root_path = os.fspath(root)
+        options = {"storage": storage, **options}
+    else:
+        root_path = Path(root).expanduser()
+        if not root_path.exists():
+            raise CorpusError(f"{name}: {root_path} does not exist")
     label = corpus_id or name
     merge = merge_excited_default(name) if merge_excited is None else bool(merge_excited)
-    collector = RowCollector(corpus=label, strict=strict, merge_excited=merge, require_speaker=split != "utterance")
+    collector = RowCollector(corpus=label, strict=strict, merge_excited=merge, require_speaker=split != "utterance",
+                             media_index=MediaIndex(storage_lister(storage)))
     reader(root_path, collector, **options)
     if collector.input_rows == 0:
         raise CorpusError(f"{name}: found no utterances under {root_path}; see docs/corpora.md for the expected layout")
@@ -173,15 +188,17 @@ def prepare(
     return prepared
 
 
-def prepare_config(corpus: Any, root: str | os.PathLike[str] | None = None, **options: Any) -> PreparedCorpus:
-    """:func:`prepare` with the settings of a ``CorpusConfig`` (``root`` overrides ``corpus.root``)."""
+def prepare_config(corpus: Any, root: str | os.PathLike[str] | None = None, *, storage: Any = None,
+                   **options: Any) -> PreparedCorpus:
+    """:func:`prepare` with the settings of a ``CorpusConfig`` (``root`` overrides ``corpus.root``);
+    ``storage`` reaches an ``s3://`` root or media (the config's ``storage`` section or a Storage)."""
     where = root if root is not None else corpus.root
     if where is None:
         raise CorpusError(f"corpus {corpus.name!r} needs corpus.root (its directory, or the CSV for 'generic')")
     return prepare(corpus.name, where, strict=corpus.strict, split=corpus.split, seed=corpus.seed,
                    val_fraction=corpus.val_fraction, test_fraction=corpus.test_fraction, folds=corpus.folds,
                    merge_excited=corpus.merge_excited, corpus_id=corpus.id, encoding=corpus.encoding,
-                   allow_outside_root=corpus.allow_outside_root, **options)
+                   allow_outside_root=corpus.allow_outside_root, storage=storage, **options)
 
 
 def reject_summary(reasons: Iterable[str], top: int | None = None) -> str:

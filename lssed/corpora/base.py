@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import posixpath
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
+
+# (prefix URI, recursive) -> {object URI: size in bytes} for every object below the prefix
+Lister = Callable[[str, bool], Mapping[str, int]]
 
 import pyarrow as pa
 
@@ -160,6 +165,8 @@ class RowCollector:
     rejects: list[dict[str, Any]] = field(default_factory=list)
     official: list[str | None] = field(default_factory=list)
     input_rows: int = 0
+    # Where s3:// media are looked up (one listing per prefix); None: the default endpoint.
+    media_index: "MediaIndex | None" = None
     _ids: set[str] = field(default_factory=set)
     _exists: dict[str, tuple[str, str] | None] = field(default_factory=dict)
 
@@ -176,18 +183,22 @@ class RowCollector:
             utt_id = utt_id[:MAX_FIELD_CHARS] + "..."  # the rejects table stays readable
         self.rejects.append({"row": row, "utt_id": utt_id, "source": source, "reason": reason})
 
-    def _media_problem(self, media: Path) -> tuple[str, str] | None:
-        key = str(media)
-        if key not in self._exists:
-            self._exists[key] = _media_problem(media)
-        return self._exists[key]
+    def _media_problem(self, media: str) -> tuple[str, str] | None:
+        if media not in self._exists:
+            if is_object_uri(media):
+                if self.media_index is None:
+                    self.media_index = MediaIndex(storage_lister(None))
+                self._exists[media] = self.media_index.problem(media)
+            else:
+                self._exists[media] = _media_problem(Path(media))
+        return self._exists[media]
 
     def add(
         self,
         *,
         source: str,
         utt_id: str,
-        media: Path | None,
+        media: Path | str | None,
         label: str | None,
         raw_label: Any = None,
         start: float | None = None,
@@ -225,14 +236,17 @@ class RowCollector:
         if media is None:
             self.reject(utt_id, source, "no_media", "no media file for this utterance")
             return False
-        media_problem = self._media_problem(Path(media))
+        media_text = os.fspath(media)
+        media_problem = self._media_problem(media_text)
         if media_problem:
             self.reject(utt_id, source, *media_problem)
             return False
+        # object storage URIs are kept as written; local paths become absolute
+        media_uri = media_text if is_object_uri(media_text) else str(Path(media).resolve())
         self.input_rows += 1
         self._ids.add(utt_id)
         self.rows.append({
-            "utt_id": utt_id, "corpus": self.corpus, "media_uri": str(Path(media).resolve()),
+            "utt_id": utt_id, "corpus": self.corpus, "media_uri": media_uri,
             "start_s": None if start is None else float(start),
             "end_s": None if end is None else float(end),
             "speaker": speaker or None, "gender": gender, "age": age or None, "session": session or None,
@@ -268,6 +282,68 @@ def _media_problem(media: Path) -> tuple[str, str] | None:
     except OSError as exc:  # a name too long, a permission denied: this row only
         return "empty_media", f"{_short(str(media))} cannot be read ({exc.strerror or exc})"
     return None
+
+
+def is_object_uri(path: str) -> bool:
+    """True for an object storage URI (``s3://...``); local paths and ``file://`` are not."""
+    scheme = path.split("://", 1)[0] if "://" in path else ""
+    return bool(scheme) and scheme != "file" and "/" not in scheme
+
+
+def media_problem_in_listing(uri: str, listing: Mapping[str, int]) -> tuple[str, str] | None:
+    """(code, detail) when ``uri`` is not a non-empty object of ``listing`` (URI -> size), else None.
+
+    The same codes as a local file's check, so a corpus in a bucket is rejected row for row
+    as the same corpus on disk.
+    """
+    size = listing.get(uri)
+    if size is None:
+        return "missing_media", f"{uri} does not exist"
+    if size == 0:
+        return "empty_media", f"{uri} is empty"
+    return None
+
+
+class MediaIndex:
+    """Which objects exist, from ONE listing per prefix instead of one request per row.
+
+    Media below a registered root (:meth:`add_root`, e.g. the CSV's prefix) come from one
+    recursive listing of that root; any other media from one listing of their own parent
+    prefix (not recursive, so an absolute URI at a bucket's top does not list the bucket).
+    ``lister`` does the listing (:func:`storage_lister`, or anything with its signature).
+    """
+
+    def __init__(self, lister: Lister) -> None:
+        self._lister = lister
+        self._roots: list[str] = []
+        self._listings: dict[tuple[str, bool], Mapping[str, int]] = {}
+
+    def add_root(self, prefix: str) -> None:
+        prefix = prefix.rstrip("/")
+        if prefix not in self._roots:
+            self._roots.append(prefix)
+
+    def problem(self, uri: str) -> tuple[str, str] | None:
+        root = next((r for r in self._roots if uri.startswith(r + "/")), None)
+        where = (root, True) if root is not None else (posixpath.dirname(uri), False)
+        if where not in self._listings:
+            try:
+                self._listings[where] = self._lister(*where)
+            except OSError as exc:  # the endpoint, the credentials or the bucket: every row would fail alike
+                raise CorpusError(f"cannot list {where[0]} to check the corpus's media ({exc}); check the bucket, "
+                                  "storage.endpoint_url (or AWS_ENDPOINT_URL) and the credentials") from None
+        return media_problem_in_listing(uri, self._listings[where])
+
+
+def storage_lister(storage: Any) -> Lister:
+    """A :data:`Lister` through ``storage`` (a :class:`lssed.storage.Storage` or StorageConfig
+    giving endpoint, region, retries and timeouts; None: the defaults and AWS_ENDPOINT_URL)."""
+    from lssed.storage import storage_from_config
+
+    def list_prefix(prefix: str, recursive: bool) -> Mapping[str, int]:
+        return storage_from_config(storage, prefix).file_sizes(recursive=recursive)
+
+    return list_prefix
 
 
 def time_problem(start: float | None, end: float | None) -> tuple[str, str] | None:

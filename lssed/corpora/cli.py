@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
         if c.name != "iemocap":
             raise CorpusError(f"--test-session only applies to iemocap, not {c.name}")
         options["test_session"] = args.test_session
-    prepared = prepare_config(c, **options)
+    prepared = prepare_config(c, storage=cfg.storage, **options)  # an s3:// root: storage.endpoint_url
     manifest, rejects = write_manifest(prepared, args.out)
     m = prepared.manifest
     print(f"manifest: {manifest} ({m.num_rows} utterances, corpus {c.id or c.name})")

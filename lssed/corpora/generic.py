@@ -31,13 +31,15 @@ import csv
 import hashlib
 import logging
 import os
+import posixpath
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
+from typing import Any
 
 from lssed.corpora.base import (
-    MAX_FIELD_CHARS, CorpusError, RowCollector, normalise_gender, normalise_label, parse_time, time_key,
+    MAX_FIELD_CHARS, CorpusError, RowCollector, is_object_uri, normalise_gender, normalise_label, parse_time, time_key,
     time_problem,
 )
 
@@ -125,17 +127,32 @@ class _Row:
 
     line_no: int
     fields: dict[str, str]
-    media: Path
+    media: str  # a normalised local path or an object storage URI
     start: float | None
     end: float | None
     key: tuple[str, float | None, float | None]  # (path relative to the root, start, end)
 
 
 def read_generic(
-    csv_path: str | Path, collector: RowCollector, *, encoding: str = "auto", allow_outside_root: bool = False
+    csv_path: str | Path, collector: RowCollector, *, encoding: str = "auto", allow_outside_root: bool = False,
+    storage: Any = None,
 ) -> None:
-    """Read every data line of the CSV into ``collector`` (kept or rejected, each once)."""
-    csv_path = Path(csv_path)
+    """Read every data line of the CSV into ``collector`` (kept or rejected, each once).
+
+    ``csv_path`` may be an ``s3://`` URI, read through ``storage`` (a Storage or StorageConfig
+    giving the endpoint; None: the defaults and AWS_ENDPOINT_URL); its relative media paths
+    then name objects below the CSV's prefix, which the collector lists once.
+    """
+    if is_object_uri(os.fspath(csv_path)):
+        data, csv_name, roots = _read_object_csv(os.fspath(csv_path), storage)
+        if collector.media_index is not None:
+            collector.media_index.add_root(roots[0])
+    else:
+        data, csv_name, roots = _read_local_csv(Path(csv_path))
+    _read_listing(data, csv_name, roots, collector, encoding, allow_outside_root)
+
+
+def _read_local_csv(csv_path: Path) -> tuple[bytes, str, tuple[str, ...]]:
     if csv_path.is_dir():
         candidate = csv_path / "corpus.csv"
         if not candidate.is_file():
@@ -143,13 +160,38 @@ def read_generic(
         csv_path = candidate
     if not csv_path.is_file():
         raise CorpusError(f"generic corpus: CSV {csv_path} does not exist")
-    text = decode_listing(csv_path.read_bytes(), f"generic corpus: {csv_path}", encoding)
+    return csv_path.read_bytes(), str(csv_path), _roots(csv_path)
+
+
+def _read_object_csv(uri: str, storage: Any) -> tuple[bytes, str, tuple[str, ...]]:
+    import pyarrow.fs as pafs
+
+    from lssed.storage import storage_from_config
+
+    store = storage_from_config(storage, uri.rstrip("/"))
+    try:
+        kind = store.filesystem.get_file_info(store.root).type
+        if kind == pafs.FileType.Directory:
+            store = store.child("corpus.csv")
+            kind = store.filesystem.get_file_info(store.root).type
+        if kind != pafs.FileType.File:
+            raise CorpusError(f"generic corpus: CSV {store.uri} does not exist (give the CSV object itself)")
+        data = store.read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"generic corpus: cannot read {store.uri} ({exc}); check the bucket, "
+                          "storage.endpoint_url (or AWS_ENDPOINT_URL) and the credentials") from None
+    return data, store.uri, (posixpath.dirname(store.uri),)
+
+
+def _read_listing(data: bytes, csv_name: str, roots: tuple[str, ...], collector: RowCollector, encoding: str,
+                  allow_outside_root: bool) -> None:
+    csv_path = _Named(csv_name)
+    text = decode_listing(data, f"generic corpus: {csv_path}", encoding)
     lines = _LINE_BREAK.split(text)
     header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
     if header_at is None:
         raise CorpusError(f"generic corpus: {csv_path} is empty; it needs a header line {','.join(COLUMNS)}")
     header = _header(lines[header_at], csv_path, header_at + 1)
-    roots = _roots(csv_path)
 
     parsed: list[_Row | tuple[int, str, str, str | None]] = []  # rows, or (line, code, detail, utt_id) rejects
     empty = 0
@@ -174,7 +216,21 @@ def read_generic(
             _add(collector, item, ids.get(item.line_no), f"{csv_path.name}:{item.line_no}")
 
 
-def _header(line: str, csv_path: Path, line_no: int) -> list[str]:
+@dataclass(frozen=True)
+class _Named:
+    """A CSV's location as messages name it: the path or URI, and ``.name`` its last part."""
+
+    where: str
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.where) if is_object_uri(self.where) else Path(self.where).name
+
+    def __str__(self) -> str:
+        return self.where
+
+
+def _header(line: str, csv_path: _Named, line_no: int) -> list[str]:
     try:
         header = [h.strip().lower() for h in _parse_line(line)]
     except csv.Error as exc:
@@ -236,8 +292,9 @@ def _parse(line: str, line_no: int, header: list[str], roots: tuple[str, ...],
         return (line_no, "path_too_long", f"{path[:60]!r}... has {len(encoded)} bytes, its longest name {longest} "
                 f"(at most {MAX_PATH_BYTES} and {MAX_NAME_BYTES})", utt_id)
     # Lexical, not resolved: a link the user put inside the root is theirs to follow, while
-    # ``..`` written in a listing someone sent them must not reach the rest of the machine.
-    media = os.path.normpath(os.path.join(roots[0], path))
+    # ``..`` written in a listing someone sent them must not reach the rest of the machine
+    # (nor, in a bucket, the keys beside the CSV's prefix).
+    media = _join(roots[0], path)
     if not allow_outside_root and not _inside(media, roots):
         return (line_no, "outside_root", f"{path!r} is outside the corpus root {roots[0]} (move the media under "
                 "it, or allow it with --allow-outside-root / corpus.allow_outside_root=true)", utt_id)
@@ -249,8 +306,27 @@ def _parse(line: str, line_no: int, header: list[str], roots: tuple[str, ...],
     problem = time_problem(start, end)
     if problem:
         return line_no, problem[0], problem[1], utt_id
-    rel = os.path.relpath(media, roots[0]) if _inside(media, roots[:1]) else media
-    return _Row(line_no, row, Path(media), start, end, (rel, start, end))
+    if not _inside(media, roots[:1]):
+        rel = media
+    elif is_object_uri(media):
+        rel = media[len(roots[0].rstrip("/")) + 1:]
+    else:
+        rel = os.path.relpath(media, roots[0])
+    return _Row(line_no, row, media, start, end, (rel, start, end))
+
+
+def _join(root: str, path: str) -> str:
+    """The media a CSV's ``path`` names: an object URI is kept (normalised), ``file://`` is a
+    local path, anything else is relative to ``root`` (a local folder or an ``s3://`` prefix)."""
+    if path.startswith("file://"):
+        return os.path.normpath(path[len("file://"):])
+    if is_object_uri(path):
+        scheme, key = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(key)}"
+    if is_object_uri(root) and not os.path.isabs(path):
+        scheme, key = root.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(posixpath.join(key, path))}"
+    return os.path.normpath(os.path.join(root, path))
 
 
 def _auto_ids(rows: list[_Row]) -> dict[int, str]:
@@ -264,7 +340,7 @@ def _auto_ids(rows: list[_Row]) -> dict[int, str]:
     groups: dict[str, list[_Row]] = defaultdict(list)
     for row in rows:
         if not row.fields.get("utt_id"):
-            groups[f"{row.media.stem}_{time_key(row.start)}"].append(row)
+            groups[f"{PurePath(row.media).stem}_{time_key(row.start)}"].append(row)
     ids: dict[int, str] = {}
     for base, members in groups.items():
         distinct = len({m.key for m in members}) > 1

@@ -75,7 +75,7 @@ def _prepare(cfg: Config, dest: Storage, tmp: Path) -> PreparedCorpus:
 
     c = cfg.corpus
     if c.name != "demo":
-        return prepare_config(c)
+        return prepare_config(c, storage=dest)  # an s3:// corpus.root is reached like the output
     from lssed.corpora.demo import make_demo_corpus
 
     # Local storage: the media live in storage beside the manifest. S3: generate locally,
