@@ -8,7 +8,7 @@ interruption resumes it; --force deletes the experiment and its trial runs and s
 A trial whose training gave up is retried train.max_failures times.
 
 Space: tune.models, tune.windows (samples; paper: 400 = 25 ms, 1024 = 64 ms), tune.hops
-(empty: half the window), tune.lrs, tune.crop_frames, tune.search (grid|random),
+(empty: one hop for every window), tune.lrs, tune.crop_seconds / tune.crop_frames, tune.search (grid|random),
 tune.num_samples, tune.epochs, tune.max_concurrent_trials (empty: what the cluster fits).
 Example: lssed tune runs/demo/features/<digest> --out runs/demo \\
            --set 'tune.models=[resnet18,vgg11]' --set 'tune.windows=[400,1024]' --set tune.epochs=1
