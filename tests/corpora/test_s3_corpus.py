@@ -179,3 +179,45 @@ def test_s3_corpus_preprocesses_to_the_local_shards(s3_endpoint, ray_session, tm
                 np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-5, atol=1e-5)
         else:
             assert a == b, column
+
+
+def test_prepare_cli_reads_an_s3_csv(s3_endpoint, demo_corpus_csv: Path, tmp_path: Path, monkeypatch) -> None:
+    """`lssed prepare generic s3://...` reaches the bucket through storage.endpoint_url, not only the environment."""
+    import pyarrow.parquet as pq
+
+    from lssed.cli import main
+
+    remote = _upload(s3_endpoint, demo_corpus_csv.parent, "corpora/demo-cli")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)  # only the --set key names the server
+    out = tmp_path / "m.parquet"
+    assert main(["prepare", "generic", remote, "--out", str(out), "--set", f"storage.endpoint_url={s3_endpoint}"]) == 0
+    manifest = pq.read_table(out)
+    assert manifest.num_rows == prepare("generic", demo_corpus_csv).manifest.num_rows
+    assert manifest.column("media_uri").to_pylist()[0].startswith(f"s3://{BUCKET}/corpora/demo-cli/media/")
+
+
+def test_s3_prepare_sends_one_list_request(demo_corpus_csv: Path, caplog) -> None:
+    """Counted at the server (its own request log): one ListObjectsV2 for the 18 media files of
+    108 rows, and no request that names a media object."""
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)  # logs each request (werkzeug)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
+        remote = _upload(endpoint, demo_corpus_csv.parent, "corpora/demo-requests")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            prepared = prepare("demo", remote, storage=Storage(remote, endpoint))
+        requests = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    finally:
+        server.stop()
+    assert prepared.manifest.num_rows == prepared.input_rows > 100
+    lists = [r for r in requests if "list-type=2" in r]
+    assert len(lists) == 1 and "prefix=corpora/demo-requests/" in lists[0], requests
+    assert not [r for r in requests if "/media/" in r], requests
