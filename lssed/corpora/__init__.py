@@ -98,7 +98,8 @@ def prepare(
     generic/demo CSV. ``root`` may be an ``s3://`` URI for generic/demo (the CSV in a bucket;
     relative media paths name objects below its prefix), and any generic CSV may name
     ``s3://`` media; ``storage`` (a :class:`lssed.storage.Storage` or ``StorageConfig``; None:
-    the defaults and AWS_ENDPOINT_URL) says how to reach them. ``options`` go to the adapter (e.g. ``test_session=5`` for IEMOCAP).
+    the defaults and AWS_ENDPOINT_URL) says how to reach them. ``options`` go to the adapter
+    (e.g. ``test_session=5`` for IEMOCAP).
     When every row is rejected the manifest is empty (logged as a warning) and the rejects
     say why.
     """

@@ -148,7 +148,8 @@ def test_corpus_stage_reads_an_s3_root(s3_endpoint, demo_corpus_csv: Path, tmp_p
     result = corpus_stage(cfg, out=Storage(str(tmp_path / "out"), s3_endpoint))
     manifest = read_manifest(result.manifest_uri)
     assert result.rows == manifest.num_rows == prepare("generic", demo_corpus_csv).manifest.num_rows
-    assert all(u.startswith(f"s3://{BUCKET}/corpora/demo-stage/media/") for u in manifest.column("media_uri").to_pylist())
+    uris = manifest.column("media_uri").to_pylist()
+    assert all(u.startswith(f"s3://{BUCKET}/corpora/demo-stage/media/") for u in uris)
 
 
 @pytest.mark.ray
