@@ -20,9 +20,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-# (prefix URI, recursive) -> {object URI: size in bytes} for every object below the prefix
-Lister = Callable[[str, bool], Mapping[str, int]]
-
 import pyarrow as pa
 
 from lssed.errors import UserError
@@ -30,6 +27,9 @@ from lssed.labels import LSSED_LABELS, MULTI_LABEL_SEPARATOR, label4_index
 from lssed.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA
 
 log = logging.getLogger(__name__)
+
+# (prefix URI, recursive) -> {object URI: size in bytes} for every object below the prefix
+Lister = Callable[[str, bool], Mapping[str, int]]
 
 
 class CorpusError(UserError, ValueError):
