@@ -17,7 +17,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="YAML",
-        help="a config file (see workflows/configs/); --set overrides are applied on top",
+        help="a YAML config file, or a shipped config by name: demo, lssed (paper scale), quality, "
+        "crosscorpus (lssed/configs/, also workflows/configs/); --set overrides are applied on top",
     )
     parser.add_argument(
         "--set",

@@ -386,13 +386,35 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return out
 
 
+# The configs that ship inside the package (also reachable as workflows/configs/<name>.yaml in a
+# checkout), so `lssed run --config lssed` works from any directory of an installed lssed.
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def packaged_configs() -> list[str]:
+    """Names of the shipped configs (``demo``, ``lssed``, ``quality``, ...)."""
+    return sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file: ``path`` itself when it exists, else a shipped config named ``path``
+    (``lssed`` or ``lssed.yaml``). Raises :class:`ConfigError` naming the path otherwise."""
+    p = Path(path).expanduser()
+    if p.exists():
+        return p
+    if len(p.parts) == 1:
+        shipped = PACKAGED_CONFIGS / (p.name if p.suffix in (".yaml", ".yml") else f"{p.name}.yaml")
+        if shipped.exists():
+            return shipped
+    raise ConfigError(f"config file {p} does not exist; give a YAML path or one of the shipped configs "
+                      f"{packaged_configs()} ({PACKAGED_CONFIGS})")
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the YAML file (if any), then ``--set`` overrides."""
+    """Defaults, then the YAML file (if any: a path or a shipped config's name), then ``--set`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} does not exist (see workflows/configs/ for examples)")
+        p = resolve_config_path(path)
         loaded = yaml.safe_load(p.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(loaded).__name__}")

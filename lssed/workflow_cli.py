@@ -1,9 +1,9 @@
 """Run the whole benchmark from one config: corpus -> preprocess -> train -> tune -> report.
 
-With no --config this is the embedded demo (workflows/configs/demo.yaml): a small synthetic
+With no --config this is the embedded demo (the shipped config `demo`): a small synthetic
 corpus is generated into storage, preprocessed, every model in train.models is trained for
 every seed in train.seeds, a small sweep runs and the report is written into storage.
---config workflows/configs/lssed.yaml is the paper-scale benchmark (the whole zoo, 60 epochs,
+--config lssed (or a YAML path) is the paper-scale benchmark (the whole zoo, 60 epochs,
 GPU workers, S3 storage). --out URI sets storage.root.
 
 Committed stages are skipped, so running the same config again (e.g. re-submitting a job
@@ -15,7 +15,6 @@ is 0 only when every stage succeeded; <storage>/workflow.json lists what failed.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lssed.cliutil import add_config_arguments, add_out_argument, config_from_args
@@ -24,10 +23,9 @@ from lssed.config import Config, replace_section
 if TYPE_CHECKING:
     from lssed.workflow import WorkflowResult
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# What `lssed run` / `workflows/full.py` run without --config (present in a source checkout,
-# which is also what `ray job submit --working-dir .` ships).
-DEMO_CONFIG = REPO_ROOT / "workflows" / "configs" / "demo.yaml"
+# What `lssed run` / `workflows/full.py` run without --config: the shipped demo config (package
+# data, so an installed lssed finds it from any directory; workflows/configs/demo.yaml links to it).
+DEMO_CONFIG = "demo"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_cli(args: argparse.Namespace) -> Config:
     """--config (default: the demo config when it exists) + --set + --out + --force."""
-    if getattr(args, "config", None) is None and DEMO_CONFIG.exists():
+    if getattr(args, "config", None) is None:
         args = argparse.Namespace(**{**vars(args), "config": DEMO_CONFIG})
     cfg = config_from_args(args)
     if getattr(args, "force", False):

@@ -160,3 +160,30 @@ def test_paper_config_is_paper_scale():
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.use_gpu) == (60, 256, True)
     assert cfg.storage.root.startswith("s3://")
     assert (cfg.features.n_fft, cfg.features.hop_length, cfg.features.n_mels) == (1024, 512, 128)
+
+
+def test_shipped_configs_are_package_data_and_load_by_name(tmp_path, monkeypatch):
+    """`--config lssed` works from any directory of an installed lssed; workflows/configs/ links to them."""
+    import argparse
+    import importlib.resources
+
+    from lssed.config import packaged_configs
+    from lssed.workflow_cli import config_from_cli
+
+    assert {"demo", "lssed", "quality"} <= set(packaged_configs())
+    for name in packaged_configs():
+        assert importlib.resources.files("lssed").joinpath(f"configs/{name}.yaml").is_file()
+        linked = REPO / "workflows" / "configs" / f"{name}.yaml"
+        assert linked.resolve() == (REPO / "lssed" / "configs" / f"{name}.yaml").resolve()
+    monkeypatch.chdir(tmp_path)  # no workflows/ here
+    assert load_config("lssed") == load_config("lssed.yaml") == load_config(REPO / "lssed" / "configs" / "lssed.yaml")
+    demo = config_from_cli(argparse.Namespace(config=None, overrides=[], out=None, force=False))
+    assert demo == load_config(REPO / "lssed" / "configs" / "demo.yaml")
+    assert demo.train.epochs != load_config(None).train.epochs  # the demo, not the paper-scale defaults
+
+
+def test_a_missing_config_is_an_error_that_names_it(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.yaml does not exist.*demo"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="no-such-config"):
+        load_config("no-such-config")

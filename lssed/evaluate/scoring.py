@@ -135,7 +135,8 @@ def evaluate_on(run_uri: str, features_uri: str, *, split: str = "test", checkpo
     name = corpus or "+".join(sorted({str(c) for c in table.column("corpus").to_pylist()}))
 
     device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-    net = create_model(model_name, num_classes=len(class_names))
+    model_kwargs = dict((results.train_config.get("model_kwargs") or {}) if results else {})
+    net = create_model(model_name, num_classes=len(class_names), **model_kwargs)
     net.load_state_dict(state)
     net.to(device)
     items = utterances(table, n_mels=source.n_mels, recompute=source.recompute)

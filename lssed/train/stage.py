@@ -89,7 +89,8 @@ def evaluate_run(cfg: Config, features_uri: str, *, out: Storage, run_name: str,
     cfg = replace_section(cfg, "features", **results.feature_config)
     source = describe_features(cfg, features_uri)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.use_gpu else "cpu")
-    model = create_model(results.model, num_classes=len(results.class_names))
+    model = create_model(results.model, num_classes=len(results.class_names),
+                         **(results.train_config.get("model_kwargs") or {}))
     model.load_state_dict(read_best_state(run))
     model.to(device)
     table = shard_tables(source, split)
