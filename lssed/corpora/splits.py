@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 _TRIES = 256
 
 
+def _group_label_counts(groups: Sequence[str], labels: Sequence[str | None], index: dict[str, int]) -> np.ndarray:
+    """(groups, labels) row counts: how many rows of each label each group (speaker) has."""
+    label_names = sorted({str(lab) for lab in labels})
+    lab_index = {lab: i for i, lab in enumerate(label_names)}
+    counts = np.zeros((len(index), len(label_names)), dtype=np.float64)
+    for g, lab in zip(groups, labels):
+        counts[index[g], lab_index[str(lab)]] += 1
+    return counts
+
+
 def fold_split(
     groups: Sequence[str],
     labels: Sequence[str | None],
@@ -52,11 +62,7 @@ def fold_split(
                              f"set corpus.folds={len(names)}")
         return [index[g] for g in groups]
     n_rows = len(groups)
-    label_names = sorted({str(lab) for lab in labels})
-    lab_index = {lab: i for i, lab in enumerate(label_names)}
-    counts = np.zeros((len(names), len(label_names)), dtype=np.float64)
-    for g, lab in zip(groups, labels):
-        counts[index[g], lab_index[str(lab)]] += 1
+    counts = _group_label_counts(groups, labels, index)
     sizes = counts.sum(axis=1)
     overall = counts.sum(axis=0) / max(n_rows, 1)
     rng = np.random.default_rng(seed)
@@ -134,11 +140,7 @@ def speaker_split(
         return []
     names = sorted(set(groups))
     index = {g: i for i, g in enumerate(names)}
-    label_names = sorted({str(lab) for lab in labels})
-    lab_index = {lab: i for i, lab in enumerate(label_names)}
-    counts = np.zeros((len(names), len(label_names)), dtype=np.float64)
-    for g, lab in zip(groups, labels):
-        counts[index[g], lab_index[str(lab)]] += 1
+    counts = _group_label_counts(groups, labels, index)
     sizes = counts.sum(axis=1)
     overall = counts.sum(axis=0) / n_rows
 
