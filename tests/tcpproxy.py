@@ -41,7 +41,14 @@ class TcpProxy:
         return self
 
     def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        def shutdown() -> None:
+            for w in list(self._writers):
+                _abort(w)
+            for task in asyncio.all_tasks(self._loop):
+                task.cancel()
+            self._loop.call_soon(self._loop.stop)
+
+        self._loop.call_soon_threadsafe(shutdown)
         self._thread.join(10)
 
     def _run(self) -> None:
@@ -51,10 +58,12 @@ class TcpProxy:
         self._ready.set()
         try:
             self._loop.run_forever()
+            # let the cancelled connection tasks finish, so none is destroyed while pending
+            pending = asyncio.all_tasks(self._loop)
+            if pending:
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             server.close()
-            for w in list(self._writers):
-                w.close()
 
     # ------------------------------------------------------------------ faults
     def cut(self, seconds: float) -> None:
