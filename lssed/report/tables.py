@@ -398,6 +398,11 @@ def hours_table(meta: Any, marker: dict[str, Any] | None = None, *, protocol: st
                  ("corpus", "split", "utterances", "speakers", "hours"), tuple(rows), protocol, tuple(notes))
 
 
+def run_status(r: RunResults) -> str:
+    """``stopped early`` for a sweep trial ASHA stopped (evaluated from its last checkpoint), else ``complete``."""
+    return "stopped early" if r.stopped_early else "complete"
+
+
 def runs_table(runs: Sequence[Any], incomplete: Sequence[str] = ()) -> Table:
     """Every run found (loaded or not): the inventory behind the other tables."""
     rows = []
@@ -407,7 +412,7 @@ def runs_table(runs: Sequence[Any], incomplete: Sequence[str] = ()) -> Table:
         test: Metrics | None = r.evaluations.get("test")
         rows.append((r.run_name, r.model, r.train_corpus, s.window, s.hop, s.lr, r.seed, r.epochs_completed,
                      r.best_epoch, 100 * r.val.ua, 100 * test.ua if test else None,
-                     lr.predictions_rows, r.tune_trial or "", "complete", getattr(lr, "model_card", None)))
+                     lr.predictions_rows, r.tune_trial or "", run_status(r), getattr(lr, "model_card", None)))
     for name in incomplete:
         rows.append((name, *([None] * 12), "incomplete", None))
     return Table("runs", "Runs found in storage",

@@ -13,6 +13,8 @@ from typing import Any
 
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.parquet"
+# ``tune_trial`` of a run that ASHA stopped early: ``<sweep name>/stopped-early``
+STOPPED_EARLY = "stopped-early"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ class RunResults:
     restarts: int = 0
     # (train) log-mel computed on the worker from the stored waveform (features.* differ)
     features_recomputed: bool = False
+
+    @property
+    def stopped_early(self) -> bool:
+        """A sweep trial that ASHA stopped, evaluated from its last checkpoint (``<sweep name>/stopped-early``)."""
+        return (self.tune_trial or "").endswith("/" + STOPPED_EARLY)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -22,7 +22,7 @@ from typing import Any
 from lssed.config import Config
 from lssed.errors import InputNotFoundError
 from lssed.storage import SUCCESS_MARKER, Storage, storage_from_config
-from lssed.train.results import RESULTS_FILE, RunResults
+from lssed.train.results import RESULTS_FILE, STOPPED_EARLY, RunResults
 from lssed.tune import space
 from lssed.tune.space import TrialSpec
 
@@ -140,7 +140,7 @@ def finalize_stopped_run(cfg: Config, features_uri: str, *, out: Storage, sweep:
     trial_cfg = replace_section(space.trial_config(cfg, spec, name), "train", epochs=int(epochs_done))
     trainer = make_trainer(trial_cfg, features_uri, out=out, model=spec.model, run_name=name)
     if isinstance(getattr(trainer, "train_loop_config", None), dict):
-        trainer.train_loop_config["tune_trial"] = f"{sweep}/stopped-early"
+        trainer.train_loop_config["tune_trial"] = f"{sweep}/{STOPPED_EARLY}"
     log.info("evaluating %s, stopped early after %d epoch(s), from its last checkpoint", name, epochs_done)
     trainer.fit()
     return _read_results(out, name)

@@ -115,3 +115,30 @@ def test_one_trial_sweep_on_s3_resumes(ray_session, s3_endpoint, sweep_features)
     assert out.exists("tune", result.sweep_name, "lssed_sweep.json")
     again = tune(cfg, sweep_features, out=out)
     assert again.resumed and again.best_run_name == result.best_run_name
+
+
+def test_asha_stops_a_clearly_worse_trial(ray_session, sweep_features, tmp_path):
+    """Two trials, one at a learning rate that cannot learn in 4 epochs. With one trial at a time, the
+    good one fills ASHA's rung at epoch 3; the bad one is stopped there, is evaluated from its last
+    checkpoint, and the report lists it as stopped early with the epochs it trained."""
+    from lssed.report.build import build_report
+    from lssed.tune.sweep import tune
+
+    cfg = load_config(None, [*OVERRIDES, "train.batch_size=8", "tune.models=[resnet18]", "tune.windows=[1024]",
+                             "tune.lrs=[0.01,0.000001]", "tune.epochs=6", "tune.asha=true",
+                             "tune.grace_period=3", "tune.reduction_factor=2", "tune.max_concurrent_trials=1"])
+    out = Storage(str(tmp_path / "store"))
+    result = tune(cfg, sweep_features, out=out)
+    assert result.errors == ()
+    by_lr = {t.spec.lr: t for t in result.trials}
+    good, bad = by_lr[0.01], by_lr[0.000001]
+    assert good.status == "completed" and good.epochs == 6
+    # ASHA decides at the rung (epoch 3); the stop reaches the trial's TorchTrainer asynchronously, so
+    # its workers may finish one more epoch before they are stopped
+    assert bad.status == "stopped early, evaluated" and 3 <= bad.epochs < 6, (bad.status, bad.epochs)
+    assert result.best_run_name == good.run_name
+    report = build_report(out.uri, tmp_path / "report")
+    runs = report.table("runs")
+    assert runs.cell({"run": bad.run_name}, "status") == "stopped early"
+    assert runs.cell({"run": bad.run_name}, "epochs") == bad.epochs
+    assert runs.cell({"run": good.run_name}, "status") == "complete"
