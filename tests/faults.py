@@ -16,7 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 # Ray Train V2's worker actor class (ray/train/v2/_internal/execution/worker_group/worker.py
 # in the installed Ray 2.60): one process per training worker.
@@ -91,3 +91,28 @@ def kill_actor_when(condition: Callable[[], bool], class_name: str = TRAIN_WORKE
     finally:
         stop.set()
         watcher.join()
+
+
+def in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """Run ``fn`` on a daemon thread while the test injects a fault; the box gets ``result`` or ``error``."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, box
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
+    """Poll ``cond`` until it holds; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,6 +21,7 @@ from lssed.preprocess.stage import preprocess
 from lssed.storage import Storage
 
 import media
+from faults import in_background, wait_for
 from tcpproxy import tcp_proxy
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -36,29 +35,6 @@ def _one_row_chunks(media_set: dict[str, Path], tmp_path: Path, copies: int) -> 
     good = [r for r in rows if r["utt_id"].split("_", 1)[1] in ("wav16k", "flac22k", "wav44k_stereo")][:3]
     many = [dict(r, utt_id=f"{r['utt_id']}_{k}") for k in range(copies) for r in good]
     return media.write_manifest(tmp_path / "manifest.parquet", many), [r["utt_id"] for r in many]
-
-
-def _in_background(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            box["error"] = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, box
-
-
-def _wait_for(cond: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _keys(s3: Any, prefix: str) -> list[str]:
@@ -79,8 +55,8 @@ def test_s3_outage_while_writing_shards_loses_nothing(s3_endpoint, ray_session, 
                                  "preprocess.denoise=noisereduce-stationary",
                                  f"storage.endpoint_url={proxy.url}"])
         out = Storage(f"s3://{BUCKET}/{prefix}", proxy.url)
-        thread, box = _in_background(lambda: preprocess(cfg, str(manifest), out=out))
-        _wait_for(lambda: sum("/_chunks/" in k for k in _keys(s3, prefix)) >= 2 or not thread.is_alive(),
+        thread, box = in_background(lambda: preprocess(cfg, str(manifest), out=out))
+        wait_for(lambda: sum("/_chunks/" in k for k in _keys(s3, prefix)) >= 2 or not thread.is_alive(),
                   "the first chunk markers")
         assert thread.is_alive(), f"the stage ended before the outage: {box}"
         proxy.cut(8.0)
@@ -122,8 +98,8 @@ def test_killed_preprocessing_actor_loses_nothing(ray_session, media_set, tmp_pa
     out = tmp_path / "out"
     cfg = load_config(None, ["preprocess.num_actors=2", "preprocess.rows_per_shard=1",
                              "preprocess.denoise=noisereduce"])
-    thread, box = _in_background(lambda: preprocess(cfg, str(manifest), out=Storage(str(out))))
-    _wait_for(lambda: len(list(out.glob("features/*/_chunks/*.json"))) >= 2 or not thread.is_alive(),
+    thread, box = in_background(lambda: preprocess(cfg, str(manifest), out=Storage(str(out))))
+    wait_for(lambda: len(list(out.glob("features/*/_chunks/*.json"))) >= 2 or not thread.is_alive(),
               "the first chunk markers")
     assert thread.is_alive(), f"the stage ended before an actor could be killed: {box}"
     pids = _chunk_worker_pids()

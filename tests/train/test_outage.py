@@ -5,8 +5,6 @@ storage is partial."""
 from __future__ import annotations
 
 import io
-import threading
-import time
 import uuid
 
 import pytest
@@ -15,6 +13,7 @@ import torch
 from lssed.storage import Storage
 from lssed.train.stage import train
 
+from faults import in_background, wait_for
 from tcpproxy import tcp_proxy
 
 from .conftest import small_config
@@ -35,24 +34,13 @@ def test_s3_outage_while_writing_checkpoints(ray_session, s3_endpoint, synthetic
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
-    box: dict = {}
     with tcp_proxy(s3_endpoint) as proxy:
         cfg = small_config(f"train.epochs={EPOCHS}", f"storage.endpoint_url={proxy.url}")
         out = Storage(f"s3://{BUCKET}/{prefix}", proxy.url)
-
-        def run() -> None:
-            try:
-                box["result"] = train(cfg, synthetic_features, out=out, model="resnet18", run_name="outage")
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-                box["error"] = exc
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and thread.is_alive():
-            if any("checkpoint_epoch_0001/" in k for k in keys()):
-                break
-            time.sleep(0.2)
+        thread, box = in_background(
+            lambda: train(cfg, synthetic_features, out=out, model="resnet18", run_name="outage"))
+        wait_for(lambda: any("checkpoint_epoch_0001/" in k for k in keys()) or not thread.is_alive(),
+                 "the first checkpoint", timeout=600)
         assert thread.is_alive(), f"training ended before the outage: {box}"
         proxy.cut(8.0)
         thread.join(800)
