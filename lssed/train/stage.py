@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import re
 
-from lssed.config import Config, config_to_dict, digest, replace_section
+from lssed.config import Config, config_to_dict, digest
 from lssed.storage import Storage
-from lssed.train.results import Metrics, RunResults
+from lssed.train.results import RunResults
 
 log = logging.getLogger(__name__)
 
@@ -67,34 +67,3 @@ def train(cfg: Config, features_uri: str, *, out: Storage, model: str | None = N
     if results is None:
         raise RuntimeError(f"training {name} ended ({getattr(result, 'error', None)}) without {run.uri}/results.json")
     return results
-
-
-def evaluate_run(cfg: Config, features_uri: str, *, out: Storage, run_name: str, split: str = "test") -> Metrics:
-    """Evaluate a finished run's selected weights on ``split`` of ``features_uri`` (no Ray; CPU or GPU).
-
-    Uses the feature settings the run was trained with, so another corpus's shards can be
-    evaluated too (the cross-corpus matrix).
-    """
-    import torch
-
-    from lssed.models import create_model
-    from lssed.train.data import describe_features, shard_tables, utterances
-    from lssed.train.evaluate import evaluate
-    from lssed.train.outputs import read_best_state, read_results
-
-    run = out.child("runs", run_name)
-    results = read_results(run)
-    if results is None:
-        raise FileNotFoundError(f"{run.uri} has no results.json: the run has not finished (run `lssed train`)")
-    cfg = replace_section(cfg, "features", **results.feature_config)
-    source = describe_features(cfg, features_uri)
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.use_gpu else "cpu")
-    model = create_model(results.model, num_classes=len(results.class_names),
-                         **(results.train_config.get("model_kwargs") or {}))
-    model.load_state_dict(read_best_state(run))
-    model.to(device)
-    table = shard_tables(source, split)
-    items = utterances(table, n_mels=source.n_mels, recompute=source.recompute)
-    metrics, _ = evaluate(model, items, device, num_classes=len(results.class_names), amp=cfg.train.amp,
-                          features=source.features if source.recompute else None)
-    return metrics

@@ -16,10 +16,10 @@ import ray.train
 import torch
 
 from faults import checkpoint_written, kill_actor_when
-from lssed.config import replace_section
 from lssed.storage import Storage
 from lssed.train.outputs import BEST_MODEL_FILE, read_predictions, read_results
-from lssed.train.stage import evaluate_run, train
+from lssed.evaluate.scoring import evaluate_on
+from lssed.train.stage import train
 
 from .conftest import SMALL_FEATURES, small_config
 
@@ -105,8 +105,8 @@ def test_rerun_returns_finished_run_and_evaluation_is_repeatable(one_worker_run,
     again = train(cfg, synthetic_features, out=one_worker_run, model="resnet18", run_name="one")
     assert run.read_bytes("results.json") == before  # not retrained
     assert again == read_results(run)
-    m1 = evaluate_run(cfg, synthetic_features, out=one_worker_run, run_name="one")
-    m2 = evaluate_run(cfg, synthetic_features, out=one_worker_run, run_name="one")
+    m1 = evaluate_on(run.uri, synthetic_features, storage_cfg=cfg.storage).metrics
+    m2 = evaluate_on(run.uri, synthetic_features, storage_cfg=cfg.storage).metrics
     assert m1 == m2
     assert (m1.wa, m1.ua, m1.confusion) == (again.evaluations["test"].wa, again.evaluations["test"].ua,
                                            again.evaluations["test"].confusion)
@@ -194,7 +194,7 @@ def test_s3_storage_and_train_time_features(ray_session, s3_endpoint, tmp_path):
     assert json.loads(run.read_bytes("results.json"))["run_name"] == "s3run"
     assert read_predictions(run).num_rows == res.val.n + res.evaluations["test"].n == 16
     assert any("checkpoint_epoch_" in p for p in run.list())
-    # evaluation outside Ray uses the run's own (recomputed) feature settings
-    m = evaluate_run(replace_section(cfg, "features", win_length=1024, hop_length=512), features_uri, out=root,
-                     run_name="s3run")
-    assert m.confusion == res.evaluations["test"].confusion
+    # evaluation outside Ray uses the run's own (recomputed) feature settings, not the stored 1024/512
+    evaluation = evaluate_on(run.uri, features_uri, storage_cfg=cfg.storage)
+    assert evaluation.features_recomputed and evaluation.feature_config["win_length"] == 400
+    assert evaluation.metrics.confusion == res.evaluations["test"].confusion
