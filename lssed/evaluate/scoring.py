@@ -196,13 +196,12 @@ def _class_names(results: Any, state: dict[str, Any]) -> tuple[str, ...]:
 def _stored_features(storage_cfg: StorageConfig, features_uri: str) -> dict[str, Any]:
     """An imported checkpoint without a run: score it on the stored log-mels as they are."""
     from lssed.storage import SUCCESS_MARKER
+    from lssed.train.data import stored_feature_config
 
     store = storage_from_config(storage_cfg, features_uri)
     if not store.exists(SUCCESS_MARKER):
         raise InputNotFoundError(f"{features_uri} has no {SUCCESS_MARKER}: pass a committed feature set")
-    marker = store.read_json(SUCCESS_MARKER)
-    section = (marker.get("config") or {}).get("features") or marker.get("features") or {}
-    return dict(section)
+    return config_to_dict(stored_feature_config(store.read_json(SUCCESS_MARKER), features_uri))
 
 
 def read_evaluations(run: Storage) -> tuple[list[CorpusEvaluation], list[str]]:

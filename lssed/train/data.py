@@ -78,7 +78,8 @@ class FeatureSource:
         return [*META_COLUMNS, *fold, "n_frames", "waveform" if self.recompute else "logmel"]
 
 
-def _stored_feature_config(marker: dict[str, Any], uri: str) -> FeatureConfig:
+def stored_feature_config(marker: dict[str, Any], uri: str) -> FeatureConfig:
+    """The feature settings a feature set's ``_SUCCESS.json`` committed (``config.features``)."""
     section = None
     if isinstance(marker.get("config"), dict):
         section = marker["config"].get("features")
@@ -123,7 +124,7 @@ def describe_features(cfg: Config, features_uri: str, *, for_training: bool = Tr
             "(<out>/features/<digest>) and make sure that stage finished"
         )
     marker = storage.read_json(SUCCESS_MARKER)
-    stored = _stored_feature_config(marker, features_uri)
+    stored = stored_feature_config(marker, features_uri)
     wanted = cfg.features
     recompute = feature_config_differs(stored, wanted)
     shards_path = storage.path("shards")
