@@ -58,3 +58,53 @@ def demo_manifest(demo_corpus_csv, tmp_path_factory):
     prepared = prepare("demo", demo_corpus_csv)
     manifest, _ = write_manifest(prepared, tmp_path_factory.mktemp("demo_manifest") / "manifest.parquet")
     return manifest
+
+
+@pytest.fixture(scope="session")
+def demo_features(ray_session, demo_manifest, tmp_path_factory) -> str:
+    """The demo corpus through the real preprocess stage (paper chain, 128 log-mel): its URI."""
+    from lssed.config import load_config
+    from lssed.preprocess.stage import preprocess
+    from lssed.storage import Storage
+
+    cfg = load_config(None, ["preprocess.num_actors=2"])
+    out = Storage(str(tmp_path_factory.mktemp("demo_features")))
+    return preprocess(cfg, demo_manifest, out=out).uri
+
+
+# The recipe of `demo_run`: a resnet18 trained in-process (no Ray Train) on the demo features.
+DEMO_RUN_OVERRIDES = ("train.model=resnet18", "train.epochs=4", "train.batch_size=16", "train.lr=0.01",
+                      "train.crop_seconds=2.0", "train.eval_batch_size=16", "train.lr_step_epochs=3")
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_features, tmp_path_factory):
+    """A finished run on the demo features, shared by the tests that use what was trained
+    (predict, embed, transfer, export): ``(run Storage, RunResults, features URI)``.
+
+    Trained in this process through the real loop (lssed.train.local.run_local) and written
+    with the real run outputs (results.json, best_model.pt, predictions, MODEL_CARD.md), so
+    it is a run like any `lssed train` leaves, in seconds rather than a Ray Train job.
+    """
+    import torch
+
+    from lssed.config import load_config
+    from lssed.storage import Storage
+    from lssed.train.data import collate_logmel_crops, describe_features, shard_tables, silence_value, utterances
+    from lssed.train.local import LocalContext, run_local
+    from lssed.train.outputs import write_run_outputs
+    from lssed.train.trainer import loop_config
+
+    torch.manual_seed(0)
+    cfg = load_config(None, list(DEMO_RUN_OVERRIDES))
+    src = describe_features(cfg, demo_features)
+    run = Storage(str(tmp_path_factory.mktemp("demo_run"))).child("runs", "demo-resnet18")
+    config = loop_config(cfg, src, out=run, model="resnet18", run_name="demo-resnet18")
+    crop = int(config["train"]["crop_frames"])
+    crops = collate_logmel_crops(shard_tables(src, "train"), n_mels=src.n_mels, crop_frames=crop, seed=0,
+                                 epoch=1, pad_value=silence_value(src.features))
+    data = (torch.from_numpy(crops["x"]), torch.from_numpy(crops["y"]), torch.from_numpy(crops["lengths"]))
+    evals = {s: list(utterances(shard_tables(src, s), n_mels=src.n_mels, recompute=False)) for s in ("val", "test")}
+    outcome = run_local(config, LocalContext(data, evals, device="cpu"))
+    results = write_run_outputs(run, outcome, config)
+    return run, results, demo_features

@@ -34,13 +34,3 @@ def synthetic_features(tmp_path_factory) -> str:
 
     root = Storage(str(tmp_path_factory.mktemp("synthetic")))
     return write_synthetic_features(root, features=SMALL_FEATURES)
-
-
-@pytest.fixture(scope="session")
-def demo_features(ray_session, demo_manifest, tmp_path_factory) -> str:
-    """The demo corpus through the real preprocess stage (paper chain, 128 log-mel): its URI."""
-    from lssed.preprocess.stage import preprocess
-
-    cfg = load_config(None, ["preprocess.num_actors=2"])
-    out = Storage(str(tmp_path_factory.mktemp("demo_features")))
-    return preprocess(cfg, demo_manifest, out=out).uri
