@@ -73,13 +73,18 @@ class CorpusConfig:
     # "utterance" (rows alone: leaks speakers, accepts rows without one), "official" (the
     # corpus's own: MELD files, IEMOCAP session 5, DAIC-WOZ lists, a CSV's split column; val
     # carved from train by speaker when it has none) or "folds" (`folds` speaker-group folds
-    # in the `fold` column; IEMOCAP: its sessions)
-    split: Literal["speaker", "utterance", "official", "folds"] = "speaker"
+    # in the `fold` column; IEMOCAP: its sessions); None: the corpus's own default
+    # ("official" for DAIC-WOZ, whose AVEC 2017 partition is the protocol results are compared on;
+    # "speaker" for every other corpus)
+    split: Literal["speaker", "utterance", "official", "folds"] | None = None
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     folds: int = 5
     # count `excited` as happy in the 4 classes; None: the corpus's convention (IEMOCAP only)
     merge_excited: bool | None = None
+    # DAIC-WOZ: participant turns longer than this many seconds are cut into equal windows of at
+    # most this length (utt_ids <pid>_<start>_w<k>); None keeps whole turns
+    max_segment_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,9 @@ class TrainConfig:
     max_failures: int = 2
     # Train splits whose shards take at most this many MB on disk are read once into Ray's
     # object store (materialize) instead of re-read from storage every epoch; 0: always stream.
-    materialize_mb: int = 256
+    # "auto": materialize when the split fits the cluster's object-store memory / concurrent
+    # runs x a safety fraction (lssed/train/ingest_plan.py), else stream.
+    materialize_mb: int | Literal["auto"] = "auto"
     # Rows each worker's seeded local shuffle mixes before batching (Ray Data's
     # local_shuffle_buffer_size): it changes the batches, so it names runs. None: 4 of the
     # worker's batches, at least 256 rows; 0: no local shuffle (file order).
@@ -219,6 +226,42 @@ class TuneConfig:
     finalize_stopped: bool = True
 
 
+MEDIA_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".opus", ".mp4", ".mkv",
+                                     ".webm", ".mov", ".avi")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """`lssed predict`: segmentation of new media, windows, and the Ray Data pools (docs/predict.md)."""
+
+    # silero: the silero-vad package's ONNX model (ships with the package, loads offline);
+    # energy: frame loudness, no model; none: fixed windows over the whole file
+    vad: Literal["silero", "energy", "none"] = "silero"
+    # speech regions longer than max_segment_s are cut into windows of that length that
+    # overlap by overlap_s; shorter than min_segment_s are kept but flagged "short"
+    max_segment_s: float = 5.0
+    overlap_s: float = 1.0
+    min_segment_s: float = 0.5
+    window_s: float | None = None  # fixed windows of vad=none; None: max_segment_s
+    # VAD, both methods: speech shorter than vad_min_speech_s is dropped, pauses shorter than
+    # vad_min_silence_s do not split a region, and every region is padded by vad_pad_s a side
+    vad_threshold: float = 0.5  # silero speech probability that starts speech (it ends 0.15 lower)
+    vad_min_speech_s: float = 0.25
+    vad_min_silence_s: float = 0.3
+    vad_pad_s: float = 0.1
+    # energy VAD: a frame starts speech when it is within energy_range_db of the file's loud
+    # frames and at least energy_min_snr_db above its quiet ones (so steady noise alone is
+    # never speech); it ends energy_hysteresis_db lower
+    energy_range_db: float = 30.0
+    energy_min_snr_db: float = 6.0
+    energy_hysteresis_db: float = 3.0
+    batch_size: int = 32  # windows per model call
+    decode_actors: int | None = None  # None: as many as the cluster's CPUs allow
+    model_actors: int = 1
+    use_gpu: bool | None = None  # None: a GPU when the cluster has one
+    extensions: tuple[str, ...] = MEDIA_EXTENSIONS  # media files a folder input contributes
+
+
 @dataclass(frozen=True)
 class ReportConfig:
     out_dir: str | None = None  # None: <storage.root>/report
@@ -254,6 +297,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     # Several corpora for the workflow (each a corpus section); empty: the single `corpus`.

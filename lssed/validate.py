@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 # What an entry point runs. "workflow" is every stage cfg.stages enables, plus the stages
 # section itself; "import" is `lssed import-features` (features without decoding).
-Stage = Literal["workflow", "corpus", "preprocess", "import", "train", "tune", "report"]
-STAGES: tuple[str, ...] = ("workflow", "corpus", "preprocess", "import", "train", "tune", "report")
+Stage = Literal["workflow", "corpus", "preprocess", "import", "train", "tune", "report", "predict"]
+STAGES: tuple[str, ...] = ("workflow", "corpus", "preprocess", "import", "train", "tune", "report", "predict")
 
 
 def validate_config(cfg: Config, *stages: Stage, models: Sequence[str] | None = None) -> Config:
@@ -69,6 +69,8 @@ def validate_config(cfg: Config, *stages: Stage, models: Sequence[str] | None = 
         check_tune(check)
     if "report" in wanted:
         check_report(check)
+    if "predict" in wanted:
+        check_predict(check)
     if check.problems:
         raise ConfigError("invalid config (fix with --set KEY=VALUE or in the YAML):\n  - "
                           + "\n  - ".join(check.problems))
@@ -216,6 +218,11 @@ def check_corpus(check: _Checker) -> None:
                    f"applies to the generic/demo CSV only; {c.name} finds its media under corpus.root itself")
     if c.split == "official" and c.name in ("demo", "ravdess", "cremad"):
         check.fail("corpus.split", f"corpus {c.name!r} has no official split; use speaker or folds")
+    if c.max_segment_s is not None:
+        if c.name != "daicwoz":
+            check.fail("corpus.max_segment_s", f"cuts DAIC-WOZ's long participant turns; {c.name} has no such turns "
+                                               "(leave it null)")
+        check.number("corpus.max_segment_s", ge=0.5, le=600, why=" seconds (or null: whole turns)")
     check_corpus_split(check)
     check.finite_floats("corpus")  # keys without a rule of their own
 
@@ -369,7 +376,8 @@ def check_train(check: _Checker) -> None:
     check.number("train.lr_gamma", gt=0, le=1)
     check.number("train.cpus_per_worker", gt=0)
     check.integer("train.max_failures", -1, why=" (-1: retry forever)")
-    check.integer("train.materialize_mb", 0)
+    if t.materialize_mb != "auto":
+        check.integer("train.materialize_mb", 0, why=' (MB of shards; or "auto": from the object store)')
     check.integer("train.local_shuffle_buffer_size", 0, optional=True, why=" (0: no local shuffle)")
     check.integer("train.prefetch_batches", 0)
     check.integer("train.checkpoints_to_keep", 1, why=" (resuming needs the latest checkpoint)")
@@ -429,6 +437,36 @@ def check_report(check: _Checker) -> None:
             storage_from_config(check.cfg.storage, out_dir).root
         except StorageError as exc:
             check.fail("report.out_dir", str(exc))
+
+
+def check_predict(check: _Checker) -> None:
+    """`lssed predict`: VAD, windows and pools (lssed/predict)."""
+    p = check.cfg.predict
+    check.number("predict.max_segment_s", gt=0, why=" (the longest window the model sees, seconds)")
+    if check.ok("predict.max_segment_s"):
+        check.number("predict.overlap_s", ge=0, lt=p.max_segment_s,
+                     why=" (predict.max_segment_s): windows must advance")
+    check.number("predict.min_segment_s", ge=0, why=" (shorter regions are kept and flagged short)")
+    check.number("predict.window_s", gt=0, optional=True, why=" (fixed windows of vad=none), or null for "
+                 "predict.max_segment_s")
+    if p.vad == "none" and check.ok("predict.window_s") and check.ok("predict.max_segment_s"):
+        window = p.window_s if p.window_s is not None else p.max_segment_s
+        if check.ok("predict.overlap_s") and not p.overlap_s < window:
+            check.fail("predict.overlap_s", f"must be < the fixed window ({window:g} s, predict.window_s): "
+                                            "windows must advance")
+    check.number("predict.vad_threshold", gt=0, lt=1, why=" (silero speech probability)")
+    check.number("predict.vad_min_speech_s", ge=0)
+    check.number("predict.vad_min_silence_s", ge=0)
+    check.number("predict.vad_pad_s", ge=0)
+    check.number("predict.energy_range_db", gt=0, why=" (dB below the file's loud frames)")
+    check.number("predict.energy_min_snr_db", gt=0, why=" (dB above the file's quiet frames)")
+    check.number("predict.energy_hysteresis_db", ge=0)
+    check.integer("predict.batch_size", 1)
+    check.integer("predict.decode_actors", 1, optional=True, why=" (null: as many as the cluster's CPUs allow)")
+    check.integer("predict.model_actors", 1)
+    if not p.extensions or not all(isinstance(e, str) and re.fullmatch(r"\.[A-Za-z0-9]+", e) for e in p.extensions):
+        check.fail("predict.extensions", "must list media file suffixes with their dot, e.g. [.wav,.mp4]")
+    check.finite_floats("predict")  # keys without a rule of their own
 
 
 def check_models(check: _Checker, key: str, names: tuple[str, ...]) -> None:
