@@ -237,6 +237,7 @@ def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, ru
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from lssed.train.ingest_plan import ingest_plan_for
     from lssed.validate import validate_config
 
     validate_config(cfg, "train", models=[model])  # every train.* rule, the ingest keys included
@@ -248,9 +249,8 @@ def make_trainer(cfg: Config, features_uri: str, *, out: Storage, model: str, ru
         check_init_from(tc.init_from, {"endpoint_url": out.endpoint_url, "region": out.region})
     config = loop_config(cfg, source, out=out, model=model, run_name=run_name)
     datasets = split_datasets(source, splits=("train",))
-    if source.shards_bytes <= tc.materialize_mb * 2**20:
+    if ingest_plan_for(cfg, source).materialize:  # logs the decision and its numbers
         # small: read the shards once, not every epoch (each epoch still gets new crops)
-        log.info("materializing the train split (%.1f MB of shards)", source.shards_bytes / 2**20)
         datasets["train"] = datasets["train"].materialize()
 
     train_options = DataConfig.default_ingest_options()

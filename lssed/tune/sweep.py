@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from lssed.config import Config
+from lssed.config import Config, replace_section
 from lssed.errors import InputNotFoundError
 from lssed.storage import SUCCESS_MARKER, Storage, storage_from_config
 from lssed.train.results import RESULTS_FILE, STOPPED_EARLY, RunResults
@@ -208,7 +208,9 @@ def tune(cfg: Config, features_uri: str, *, out: Storage, force: bool = False) -
     experiment_uri = tune_dir.join_uri(sweep)
 
     trainable = rtune.with_resources(
-        rtune.with_parameters(_run_trial, cfg=cfg, features_uri=features_uri,
+        # trials see the resolved concurrency (train.materialize_mb=auto divides the object store by it)
+        rtune.with_parameters(_run_trial, cfg=replace_section(cfg, "tune", max_concurrent_trials=concurrency),
+                              features_uri=features_uri,
                               out_cfg=dataclasses.asdict(out),
                               sweep=sweep),
         {"CPU": space.DRIVER_CPUS},
