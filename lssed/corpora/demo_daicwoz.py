@@ -145,10 +145,11 @@ def build_daicwoz_demo(out_dir: str | Path, *, participants: int = 24, turns: in
         rng = np.random.default_rng([seed, k, 1])
         _, _, _, base_pitch, base_rate = _speaker(k)
         s = person.score / 24
-        # the participant's own voice, independent of the score
-        pitch0, rate0 = base_pitch + rng.normal(0, 3), base_rate + rng.normal(0, 8)
-        volume0, range0 = rng.normal(100, 8), rng.normal(50, 6)
-        tilt = float(np.clip(TILT * s + rng.normal(0, 0.05), -0.9, 0.3))
+        # the participant's own voice, independent of the score; wide enough that participants
+        # near the PHQ-8 threshold overlap (the binary task is not trivially separable)
+        pitch0, rate0 = base_pitch + rng.normal(0, 4), base_rate + rng.normal(0, 12)
+        volume0, range0 = rng.normal(100, 12), rng.normal(50, 8)
+        tilt = float(np.clip(TILT * s + rng.normal(0, 0.1), -0.9, 0.3))
         clips, latencies, pauses = [], [], []
         for t in range(turns):
             pair = []
@@ -162,7 +163,7 @@ def build_daicwoz_demo(out_dir: str | Path, *, participants: int = 24, turns: in
                 pair.append(len(items))
                 items.append((clause, person.voice, prosody, seed * 1_000_003 + len(items)))
             clips.append(pair)
-            latencies.append(max(0.25, LATENCY_S[0] + LATENCY_S[1] * s + rng.normal(0, 0.2)))
+            latencies.append(max(0.25, LATENCY_S[0] + LATENCY_S[1] * s + rng.normal(0, 0.3)))
             pauses.append(max(0.1, PAUSE_S[0] + PAUSE_S[1] * s + rng.normal(0, 0.1)))
         plans.append((clips, latencies, pauses, tilt, float(rng.uniform(*NOISE_DBFS))))
     audio = [_trim(a.astype(np.float64) / 32768.0) * SPEECH_SCALE for a in synthesize_batch(items)]
