@@ -27,6 +27,9 @@ MANIFEST_SCHEMA = pa.schema(
         ("split", pa.string()),  # train | val | test
         ("fold", pa.int8()),  # 0..k-1 with corpus.split=folds, else null (old manifests lack it)
         ("text", pa.string()),
+        # a numeric per-utterance target (DAIC-WOZ: the participant's PHQ-8 score), else null;
+        # manifests written before it lack it
+        ("score", pa.float32()),
     ]
 )
 
@@ -51,6 +54,7 @@ CARRIED_COLUMNS: tuple[str, ...] = (
     "label4",
     "split",
     "fold",
+    "score",
     "start_s",
     "end_s",
 )
@@ -67,6 +71,7 @@ SHARD_SCHEMA = pa.schema(
         ("label4", pa.int8()),
         ("split", pa.string()),
         ("fold", pa.int8()),  # 0..k-1 with corpus.split=folds, else null; shards written before it lack it
+        ("score", pa.float32()),  # numeric target (DAIC-WOZ: PHQ-8 score) or null; older shards lack it
         ("start_s", pa.float64()),
         ("end_s", pa.float64()),
         ("sample_rate", pa.int32()),

@@ -46,7 +46,7 @@ _LISTING_ADAPTERS = ("generic", "demo")
 
 __all__ = [
     "ADAPTERS", "REJECT_CODES", "SPLIT_PROTOCOLS", "CorpusError", "PreparedCorpus", "list_corpora",
-    "merge_excited_default", "prepare", "prepare_config", "read_manifest", "reject_summary", "write_manifest",
+    "default_split", "merge_excited_default", "prepare", "prepare_config", "read_manifest", "reject_summary", "write_manifest",
 ]
 
 
@@ -65,12 +65,20 @@ def merge_excited_default(name: str) -> bool:
     return bool(getattr(importlib.import_module(ADAPTERS[name][0]), "MERGE_EXCITED", False))
 
 
+def default_split(name: str) -> str:
+    """The split protocol a corpus uses when ``corpus.split`` is unset: its adapter's
+    ``DEFAULT_SPLIT`` (DAIC-WOZ: ``official``), else ``speaker``."""
+    if name not in ADAPTERS:
+        return "speaker"
+    return str(getattr(importlib.import_module(ADAPTERS[name][0]), "DEFAULT_SPLIT", "speaker"))
+
+
 def prepare(
     name: str,
     root: str | os.PathLike[str],
     *,
     strict: bool = False,
-    split: str = "speaker",
+    split: str | None = None,
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.2,
@@ -84,7 +92,8 @@ def prepare(
 ) -> PreparedCorpus:
     """Read corpus ``name`` at ``root`` into a manifest with splits, plus its rejects.
 
-    ``split``: ``speaker`` (speaker-group, label-stratified; IEMOCAP by session so both
+    ``split``: None = the corpus's default (``official`` for DAIC-WOZ, else ``speaker``),
+    ``speaker`` (speaker-group, label-stratified; IEMOCAP by session so both
     partners of a dialogue stay together), ``utterance`` (rows alone: leaks speakers),
     ``official`` (the corpus's own partition; val carved from train by speaker when it has
     none) or ``folds`` (``folds`` speaker-group folds in the ``fold`` column, IEMOCAP's
@@ -105,6 +114,8 @@ def prepare(
     """
     if name not in ADAPTERS:
         raise CorpusError(f"unknown corpus {name!r}; choose one of {list(ADAPTERS)}")
+    if split is None:
+        split = default_split(name)
     if split not in SPLIT_PROTOCOLS:
         raise CorpusError(f"split must be one of {list(SPLIT_PROTOCOLS)}, got {split!r}")
     if name in _LISTING_ADAPTERS:
@@ -196,6 +207,8 @@ def prepare_config(corpus: Any, root: str | os.PathLike[str] | None = None, *, s
     where = root if root is not None else corpus.root
     if where is None:
         raise CorpusError(f"corpus {corpus.name!r} needs corpus.root (its directory, or the CSV for 'generic')")
+    if getattr(corpus, "max_segment_s", None) is not None:
+        options = {"max_segment_s": corpus.max_segment_s, **options}
     return prepare(corpus.name, where, strict=corpus.strict, split=corpus.split, seed=corpus.seed,
                    val_fraction=corpus.val_fraction, test_fraction=corpus.test_fraction, folds=corpus.folds,
                    merge_excited=corpus.merge_excited, corpus_id=corpus.id, encoding=corpus.encoding,
@@ -233,13 +246,15 @@ def write_manifest(prepared: PreparedCorpus, path: str | os.PathLike[str]) -> tu
 
 
 def read_manifest(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a manifest and check it has the manifest schema's columns (``fold``, added later,
-    may be missing: it is then null)."""
+    """Read a manifest and check it has the manifest schema's columns (``fold`` and ``score``,
+    added later, may be missing: they are then null)."""
     from lssed.schema import MANIFEST_SCHEMA
 
     table = pq.read_table(path)
     if "fold" not in table.column_names:  # manifests written before k-fold splits
         table = table.append_column("fold", pa.nulls(table.num_rows, pa.int8()))
+    if "score" not in table.column_names:  # manifests written before numeric targets
+        table = table.append_column("score", pa.nulls(table.num_rows, pa.float32()))
     missing = [n for n in MANIFEST_SCHEMA.names if n not in table.column_names]
     if missing:
         raise CorpusError(f"{path} is not a manifest: it lacks column(s) {missing} (write it with `lssed prepare`)")

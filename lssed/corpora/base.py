@@ -62,6 +62,8 @@ REJECT_CODES: dict[str, str] = {
     "no_label": "the corpus gives this utterance no usable label (IEMOCAP xxx, DAIC-WOZ unlabelled)",
     "duplicate_recording": "another file of the corpus holds the same recording",
     "no_audio": "the recording has no audio (e.g. RAVDESS video-only)",
+    "no_turns": "the recording has no usable turns of the speaker the corpus is about (DAIC-WOZ: no Participant "
+                "turns, or no transcript)",
     "no_speaker": "the row names no speaker, so no speaker-independent split can place it (corpus.split=utterance "
                   "accepts such rows, but that split leaks speakers)",
 }
@@ -210,6 +212,7 @@ class RowCollector:
         text: str | None = None,
         official_split: str | None = None,
         label4: Callable[[str], int | None] | None = None,
+        score: float | None = None,
     ) -> bool:
         """Validate and keep one row; False (and a reject) if it cannot be used."""
         if not utt_id:
@@ -251,6 +254,7 @@ class RowCollector:
             "end_s": None if end is None else float(end),
             "speaker": speaker or None, "gender": gender, "age": age or None, "session": session or None,
             "label": label, "split": None, "fold": None, "text": text or None,
+            "score": None if score is None else float(score),
             "label4": label4(label) if label4 is not None else label4_index(label, merge_excited=self.merge_excited),
         })
         self.official.append(official_split)

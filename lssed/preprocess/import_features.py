@@ -267,7 +267,7 @@ def _shard(kept: list[tuple[dict[str, Any], np.ndarray]], cfg: Config) -> pa.Tab
         "utt_id": col("utt_id"), "corpus": col("corpus", "lssed"), "speaker": col("speaker"),
         "gender": [(g or "").upper()[:1] or None for g in col("gender")], "age": col("age"),
         "session": col("session"), "label": labels, "label4": [label4_index(lb, merge_excited=merge) for lb in labels],
-        "split": col("split"), "fold": [None] * n, "start_s": [None] * n, "end_s": [None] * n,
+        "split": col("split"), "fold": [None] * n, "score": [None] * n, "start_s": [None] * n, "end_s": [None] * n,
         "sample_rate": [cfg.features.sample_rate] * n,
         "n_mels": [int(a.shape[0]) for _, a in kept], "n_frames": [int(a.shape[1]) for _, a in kept],
         "clipped_samples": [None] * n,

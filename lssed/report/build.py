@@ -50,12 +50,21 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:120] or "x"
 
 
+def _corpus_split(corpus: dict) -> str | None:
+    """The split protocol a feature set's corpus section used (unset: the corpus's default)."""
+    from lssed.corpora import default_split
+
+    if corpus.get("split"):
+        return str(corpus["split"])
+    return default_split(str(corpus["name"])) if corpus.get("name") else None
+
+
 def _split_protocol(loaded: LoadedRuns) -> str | None:
     found = set()
     for feats in loaded.features.values():
         corpus = (feats.marker.get("config") or {}).get("corpus") or {}
-        if corpus.get("split"):
-            found.add(f"{corpus['split']}" + (f" (val {corpus.get('val_fraction')}, test {corpus.get('test_fraction')})"
+        if _corpus_split(corpus):
+            found.add(f"{_corpus_split(corpus)}" + (f" (val {corpus.get('val_fraction')}, test {corpus.get('test_fraction')})"
                                               if "val_fraction" in corpus else ""))
     return ", ".join(sorted(found)) or None
 
@@ -82,7 +91,7 @@ def _dataset_tables(loaded: LoadedRuns) -> list[Table]:
         cfg = marker.get("config") or {}
         corpus = cfg.get("corpus") or {}
         protocol = (f"features {digest} at {uri}; corpus: {corpus.get('name', 'see runs')}; "
-                    f"split: {corpus.get('split', 'as in the manifest')}; counts from the shards' metadata")
+                    f"split: {_corpus_split(corpus) or 'as in the manifest'}; counts from the shards' metadata")
         ts = [tables.label_split_table(feats.shard_meta, protocol=protocol),
               tables.age_gender_table(feats.shard_meta, protocol=protocol),
               tables.hours_table(feats.shard_meta, marker, protocol=protocol)]

@@ -200,10 +200,10 @@ def test_daicwoz(tmp_path: Path, make_media) -> None:
         head + "".join(f"{p},{int(p % 2 == 0)},{12 if p % 2 == 0 else 3},{p % 2},0\n" for p in (300, 301, 302, 303, 304)))
     (root / "dev_split_Depression_AVEC2017.csv").write_text(head + "305,1,15,0,1\n306,0,2,1,0\n")
     prepared = prepare("daicwoz", root, split="official")  # 307 is in no list
-    rows = _check(prepared, kept=24, rejected=4 + 4 + 2)
+    rows = _check(prepared, kept=24, rejected=1 + 1 + 2)  # a participant without label / audio: one reject
     reasons = _reasons(prepared)
-    assert sum(r.startswith("no_label: ") and "has no PHQ-8 label" in r for r in reasons) == 4
-    assert sum(r.startswith("missing_media: ") for r in reasons) == 4
+    assert "no_label: participant 307 (4 turns) has no PHQ-8 label in the split lists" in reasons
+    assert "missing_media: participant 306 (4 turns): 306_AUDIO.wav does not exist" in reasons
     assert "bad_segment: end (8.5) <= start (9.0)" in reasons
     assert any(r.startswith("bad_time: unparsable start/stop") for r in reasons)
     r = next(r for r in rows if r["utt_id"] == "300_00001000")
