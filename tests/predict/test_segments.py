@@ -102,3 +102,21 @@ def test_read_segments_csv_from_s3(s3_endpoint):
     segments = read_segments_csv("s3://lssed-test/predict-segments/lists/segments.csv", store)
     assert segments == {"s3://lssed-test/predict-segments/lists/media/a.mp4": [(0.5, 2.0)],
                         "s3://lssed-test/predict-segments/other/b.wav": [(1.0, 3.0)]}
+
+
+@pytest.mark.parametrize("override, key", [
+    ("predict.overlap_s=5", "predict.overlap_s"),
+    ("predict.max_segment_s=0", "predict.max_segment_s"),
+    ("predict.vad_threshold=1.2", "predict.vad_threshold"),
+    ("predict.extensions=[mp4]", "predict.extensions"),
+    ("predict.decode_actors=0", "predict.decode_actors"),
+])
+def test_predict_settings_are_validated(override, key):
+    from lssed.config import ConfigError, load_config
+    from lssed.validate import validate_config
+
+    validate_config(load_config(None, ["predict.vad=none", "predict.window_s=2", "predict.overlap_s=1.5"]), "predict")
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(load_config(None, [override]), "predict")
+    with pytest.raises(ConfigError, match="fixed window"):
+        validate_config(load_config(None, ["predict.vad=none", "predict.window_s=1", "predict.overlap_s=1"]), "predict")
