@@ -54,8 +54,7 @@ def test_adapter_reads_the_official_split(interviews: DaicwozDemo) -> None:
         assert r["gender"] == p.gender
         # no test labels: the dev list is the test set, validation is carved from train
         assert r["split"] == "test" if p.part == "dev" else r["split"] in ("train", "val")
-        if "score" in r:  # the PHQ-8 score column of the manifest (issue 15)
-            assert r["score"] == p.score
+        assert r["score"] == p.score  # PHQ8_Score kept
     for part in ("train", "dev"):  # both classes in both lists
         assert interviews.count(part, 1) >= 1 and interviews.count(part, 0) >= 1
     with (interviews.root / LISTS["dev"]).open(newline="") as fh:
