@@ -51,6 +51,16 @@ def demo_corpus_csv(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def daicwoz_demo(tmp_path_factory):
+    """The synthetic DAIC-WOZ (lssed.corpora.demo_daicwoz), built once per session: 12 interviews x
+    3 turns, AVEC 2017 train 8 / dev 4 participants (both classes in each); ``.root`` reads with
+    ``prepare("daicwoz", root)``."""
+    from lssed.corpora.demo_daicwoz import build_daicwoz_demo
+
+    return build_daicwoz_demo(tmp_path_factory.mktemp("daicwoz_demo") / "corpus", participants=12, turns=3, seed=1)
+
+
+@pytest.fixture(scope="session")
 def demo_manifest(demo_corpus_csv, tmp_path_factory):
     """Path of the demo corpus's manifest parquet (speaker split 4/1/1; rejects file beside it)."""
     from lssed.corpora import prepare, write_manifest

@@ -18,8 +18,10 @@ from lssed.corpora.media import read_audio
 
 
 @pytest.fixture(scope="module")
-def interviews(tmp_path_factory: pytest.TempPathFactory) -> DaicwozDemo:
-    return build_daicwoz_demo(tmp_path_factory.mktemp("daic") / "corpus", participants=12, turns=3, seed=1)
+def interviews(daicwoz_demo: DaicwozDemo) -> DaicwozDemo:
+    """The session's synthetic DAIC-WOZ (tests/conftest.py): 12 interviews x 3 turns, seed 1."""
+    assert (len(daicwoz_demo.participants), daicwoz_demo.turns) == (12, 3)  # what these tests expect
+    return daicwoz_demo
 
 
 def _transcript(root: Path, pid: str) -> list[dict[str, str]]:
