@@ -135,6 +135,11 @@ def build_daicwoz_demo(out_dir: str | Path, *, participants: int = 24, turns: in
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     people = _participants(participants, seed, pattern)
+    ours = {f"{p.pid}_P" for p in people}
+    stale = sorted(d.name for d in out.iterdir() if d.is_dir() and re.fullmatch(r"\d+_P", d.name) and d.name not in ours)
+    if stale:  # left by an earlier, larger build: in no list now, so the adapter rejects their turns
+        log.warning("daicwoz demo: %s already holds %d other participant folders (%s...); delete them or "
+                    "use an empty OUT", out, len(stale), ", ".join(stale[:3]))
 
     # 1. plan every clip: the interviewer's lines once (the same for everyone), then each
     #    participant's answers with prosody from their own random stream
@@ -167,14 +172,14 @@ def build_daicwoz_demo(out_dir: str | Path, *, participants: int = 24, turns: in
             pauses.append(max(0.1, PAUSE_S[0] + PAUSE_S[1] * s + rng.normal(0, 0.1)))
         plans.append((clips, latencies, pauses, tilt, float(rng.uniform(*NOISE_DBFS))))
     audio = [_trim(a.astype(np.float64) / 32768.0) * SPEECH_SCALE for a in synthesize_batch(items)]
-    questions = [a * INTERVIEWER_LEVEL for a in audio[: len(lines)]]
+    ellie = [a * INTERVIEWER_LEVEL for a in audio[: len(lines)]]
 
     # 2. one interview per participant: the track, its transcript, the wav
     total_s = 0.0
     for k, (person, (clips, latencies, pauses, tilt, noise_dbfs)) in enumerate(zip(people, plans)):
         rng = np.random.default_rng([seed, k, 2])
         answers = [[_voice(audio[i], tilt, 0.0) for i in pair] for pair in clips]
-        track, rows = _interview(rng, lines, questions, [TURNS[t % len(TURNS)][1:] for t in range(turns)],
+        track, rows = _interview(rng, lines, ellie, [TURNS[t % len(TURNS)][1:] for t in range(turns)],
                                  answers, latencies, pauses)
         track = track + _pink_noise(rng, track.size, 1.0) * 10 ** (noise_dbfs / 20)
         samples = np.clip(_resample(track, WAV.sample_rate), -1.0, 1.0).astype(np.float32)
