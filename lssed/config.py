@@ -190,6 +190,11 @@ class TrainConfig:
     init_from: str | None = None
     freeze: Literal["none", "backbone"] = "none"  # backbone: train only the classifier `fc`
     model_kwargs: Any = None  # a mapping of create_model keywords (e.g. {impl: fast}); None: none
+    # Per-utterance input normalisation inside the model (lssed/models/input_norm.py): utterance
+    # standardises each item's log-mel per mel band over its valid frames (not in the paper;
+    # what lets a model trained on few voices generalise to held-out ones, docs/training.md).
+    # Part of the model: exports, predict and evaluation apply it too; saved as model_kwargs.
+    input_norm: Literal["none", "utterance"] = "none"
     run_name: str | None = None  # default: derived from model, features and config digest
     # k-fold protocol (corpus.split=folds): None trains on the shards' `split` column; f tests
     # fold f, validates on fold (f+1) mod k and trains on the rest. The workflow sets it per

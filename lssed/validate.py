@@ -361,6 +361,8 @@ def check_train(check: _Checker) -> None:
                                            and all(isinstance(k, str) for k in t.model_kwargs)):
         check.fail("train.model_kwargs", "must be a mapping of create_model keywords, e.g. "
                                          "--set 'train.model_kwargs={impl: fast}' (or null)")
+    if isinstance(t.model_kwargs, dict) and "input_norm" in t.model_kwargs:
+        check.fail("train.model_kwargs", "holds input_norm: set train.input_norm instead (one place for it)")
     if t.init_from is not None and not (isinstance(t.init_from, str) and t.init_from.strip()):
         check.fail("train.init_from", "must be a checkpoint file from `lssed models import` or a finished run's "
                                       "URI (or null for random init)")

@@ -45,8 +45,12 @@ def unknown_model_message(names: Iterable[str]) -> str:
             f"{', '.join(list_models())}")
 
 
-def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | None = None, **kw) -> nn.Module:
+def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | None = None,
+                 input_norm: str = "none", **kw) -> nn.Module:
     """Build model ``name`` for ``num_classes`` classes; extra keywords go to the family's class.
+
+    ``input_norm``: ``utterance`` standardises each item's log-mel per mel band over its valid
+    frames inside the model (:mod:`lssed.models.input_norm`; ``train.input_norm``).
 
     ``checkpoint``: a state_dict file (see ``lssed models import``) loaded strictly with
     ``weights_only=True``; a mismatch raises :class:`lssed.models.checkpoints.CheckpointMismatch`.
@@ -57,6 +61,10 @@ def create_model(name: str, num_classes: int = 4, *, checkpoint: str | Path | No
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     model = _REGISTRY[name](num_classes=num_classes, **kw)
     model.model_name = name
+    if input_norm != "none":
+        from lssed.models.input_norm import apply_input_norm
+
+        apply_input_norm(model, input_norm)
     if checkpoint is not None:
         from lssed.models.checkpoints import load_into
 

@@ -25,6 +25,11 @@ def default_run_name(cfg: Config, model: str, features_digest: str) -> str:
     train = {k: v for k, v in config_to_dict(cfg.train).items() if k not in _NAME_FREE_KEYS}
     if train.get("fold") is None:  # runs from before the k-fold protocol keep their names
         train.pop("fold", None)
+    for key in ("compile", "cuda_graph"):  # off (the default): runs from before these keys keep their names
+        if not train.get(key):
+            train.pop(key, None)
+    if train.get("input_norm") == "none":  # the default: runs from before the key keep their names
+        train.pop("input_norm", None)
     if not train.get("spec_augment"):  # settings of an unused option do not rename runs
         train = {k: v for k, v in train.items() if not k.startswith("spec_augment")}
     key = digest({"model": model, "train": train, "features": config_to_dict(cfg.features)}, length=10)

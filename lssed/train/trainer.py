@@ -47,9 +47,13 @@ def loop_config(cfg: Config, source: FeatureSource, *, out: Storage, model: str,
     train["crop_frames"] = cfg.train.crop_frames_at(int(source.features["sample_rate"]),
                                                     int(source.features["hop_length"]))
     train["lr_step_epochs"] = lr_step_epochs(train)
+    # train.input_norm travels as a create_model keyword in the run's results, so whatever
+    # rebuilds the model from the run (evaluate, export, predict, embed) normalises as training did
+    if cfg.train.input_norm != "none":
+        train["model_kwargs"] = {**dict(cfg.train.model_kwargs or {}), "input_norm": cfg.train.input_norm}
     return {
         "model": model,
-        "model_kwargs": dict(cfg.train.model_kwargs or {}),
+        "model_kwargs": dict(train["model_kwargs"] or {}),
         "num_classes": cfg.train.num_classes,
         "class_names": list(BENCHMARK_CLASSES[: cfg.train.num_classes]),
         "train": train,
