@@ -109,7 +109,8 @@ def quarantine_table(rows: Sequence[Mapping[str, Any]] = ()) -> pa.Table:
 # --------------------------------------------------------------------------- pieces of covered time
 
 
-def covered_pieces(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def covered_pieces(starts: np.ndarray, ends: np.ndarray,
+                   probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cut the time the windows cover at every window edge.
 
     Returns ``(piece_starts, piece_ends, mean_probs)``: the pieces covered by at least one
@@ -147,7 +148,8 @@ def summary_table(timeline: pa.Table, class_names: Sequence[str], media: Sequenc
     probs = np.column_stack([np.asarray(data[prob_column(c)], np.float64) for c in classes]) if data["media"] \
         else np.zeros((0, len(classes)))
     starts, ends = np.asarray(data["start_s"], np.float64), np.asarray(data["end_s"], np.float64)
-    out: dict[str, list[Any]] = {"media": [], "speech_s": []} | {share_column(c): [] for c in classes} | {"dominant": []}
+    out: dict[str, list[Any]] = {"media": [], "speech_s": [], **{share_column(c): [] for c in classes},
+                                 "dominant": []}
     for m in names:
         idx = by_media.get(m, [])
         s, e, mean = covered_pieces(starts[idx], ends[idx], probs[idx])
