@@ -122,7 +122,7 @@ def prepare_media(item: MediaInput, chain_cfg: Any, pcfg: Any, *, method: str, s
                 res.quarantined("vad", "vad_failed", f"{type(exc).__name__}: {exc}")
                 res.ok = False
                 return res
-        _windows(res, audio, chain_cfg, pcfg, sr)
+        _windows(res, audio, chain_cfg, pcfg, sr, given=item.segments is not None)
     except Exception as exc:  # noqa: BLE001 - a bug or an exotic file: quarantine it, go on
         log.exception("unexpected error on %s", item.uri)
         res.quarantined("predict", "unexpected", f"{type(exc).__name__}: {exc}")
@@ -130,17 +130,29 @@ def prepare_media(item: MediaInput, chain_cfg: Any, pcfg: Any, *, method: str, s
     return res
 
 
-def _windows(res: MediaResult, audio: list[tuple[float, np.ndarray]], chain_cfg: Any, pcfg: Any, sr: int) -> None:
-    """Plan the windows over ``res.regions`` and run the chain on each (``audio``: (start_s, samples) spans)."""
+def _windows(res: MediaResult, audio: list[tuple[float, np.ndarray]], chain_cfg: Any, pcfg: Any, sr: int, *,
+             given: bool) -> None:
+    """Plan the windows over ``res.regions`` and run the chain on each.
+
+    ``audio``: the decoded (start_s, samples) spans: with ``given`` segments one per region,
+    in the regions' order; else one span, the whole file.
+    """
     from lssed.predict.segments import plan_windows
     from lssed.preprocess.chain import ChainError, process_samples
 
     for w in plan_windows(res.regions, float(res.duration_s or 0.0), pcfg):
-        # the decoded span that holds the window (given segments: its own; VAD: the whole file)
-        start, samples = next(((s, x) for s, x in audio if s - 1e-6 <= w.start_s <= s + x.size / sr + 1e-6),
-                              audio[0])
+        start, samples = audio[w.region] if given else audio[0]
         i0 = max(int(round((w.start_s - start) * sr)), 0)
         i1 = min(int(round((w.end_s - start) * sr)), samples.size)
+        if given:
+            # a window at a segment's edge takes the decoded samples exactly (window times are
+            # rounded to 0.1 ms), so a segment that is one window is the very utterance a
+            # run's shards hold for it
+            region_start, region_end = res.regions[w.region]
+            if abs(w.start_s - region_start) < 1e-3:
+                i0 = 0
+            if abs(w.end_s - region_end) < 1e-3:
+                i1 = samples.size
         try:
             processed = process_samples(samples[i0:i1], chain_cfg)
         except ChainError as exc:
@@ -320,9 +332,9 @@ def collect(batches: Iterable[pa.Table], n_media: int, *, every_s: float = 10.0)
             elif kind == QUARANTINE:
                 got.quarantine.append({k: row[k] for k in ("media", "stage", "code", "reason")})
             else:
-                got.regions[row["media"]] = [tuple(r) for r in json.loads(row["regions"] or "[]")]
-                got.durations[row["media"]] = row["duration_s"]
-                if row["ok"]:
+                if row["ok"]:  # quarantined media get no summary row and no plot
+                    got.regions[row["media"]] = [tuple(r) for r in json.loads(row["regions"] or "[]")]
+                    got.durations[row["media"]] = row["duration_s"]
                     got.done += 1
                 else:
                     got.quarantined += 1
@@ -341,12 +353,8 @@ def timeline_rows(windows: list[dict[str, Any]], class_names: Sequence[str]) -> 
         if probs.shape != (len(class_names),):
             raise RuntimeError(f"the model returned {probs.shape} probabilities for {len(class_names)} classes")
         rows.append({"media": w["media"], "start_s": float(w["start_s"]), "end_s": float(w["end_s"]),
-                     "region": int(w["region"]), "flags": w["flags"] or "", "probabilities": probs})
+                     "region": int(w["region"]), "flags": w["flags"] or "", "probs": probs})
     return rows
-
-
-QUARANTINE_SCHEMA = pa.schema([("media", pa.string()), ("stage", pa.string()), ("code", pa.string()),
-                               ("reason", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -367,7 +375,7 @@ def run_predict(items: Sequence[MediaInput], spec: Any, pcfg: Any, *, out: Any, 
 
     Ray must be initialised. ``use_gpu`` None: ``predict.use_gpu``, else a GPU when the cluster has one.
     """
-    from lssed.predict.timeline import timeline_table, write_outputs
+    from lssed.predict.timeline import quarantine_table, timeline_table, write_outputs
     from lssed.runtime import cluster_gpus
 
     t0 = time.perf_counter()
@@ -379,8 +387,7 @@ def run_predict(items: Sequence[MediaInput], spec: Any, pcfg: Any, *, out: Any, 
     if got.done + got.quarantined != len(items):  # every input must be accounted for
         raise RuntimeError(f"predict lost media: {len(items)} in, {got.done} done + {got.quarantined} quarantined")
     timeline = timeline_table(timeline_rows(got.windows, spec.class_names), list(spec.class_names))
-    quarantine = pa.Table.from_pylist(sorted(got.quarantine, key=lambda q: (q["media"], q["reason"])),
-                                      schema=QUARANTINE_SCHEMA)
+    quarantine = quarantine_table(sorted(got.quarantine, key=lambda q: (q["media"], q["reason"])))
     files = write_outputs(out, timeline, quarantine, list(spec.class_names), got.regions, got.durations)
     result = PredictResult(out=out.uri, media=len(items), done=got.done, quarantined=got.quarantined,
                            windows=len(got.windows), quarantine_rows=quarantine.num_rows, files=files,
