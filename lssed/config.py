@@ -171,6 +171,12 @@ class TrainConfig:
     seeds: tuple[int, ...] = (0,)  # the workflow repeats every model over these
     amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
     channels_last: bool = True  # NHWC model and inputs on GPU (~1.4x for PyResNet on H200); CPU: ignored
+    # The training step (lssed/train/steps.py, docs/training.md): compile: torch.compile the model
+    # (inductor; on CPU too; the first steps compile for minutes); cuda_graph: replay the whole step
+    # as one CUDA graph (needs use_gpu; the last partial batch of each epoch is dropped; not used
+    # under DDP with several workers). The fast PyResNet recipe: both, with model_kwargs {impl: fast}.
+    compile: bool = False
+    cuda_graph: bool = False
     max_failures: int = 2
     # Train splits whose shards take at most this many MB on disk are read once into Ray's
     # object store (materialize) instead of re-read from storage every epoch; 0: always stream.

@@ -375,6 +375,9 @@ def check_train(check: _Checker) -> None:
     if t.freeze != "none" and not t.init_from:
         check.fail("train.freeze", "freezes pretrained weights: set train.init_from too (a frozen random "
                                    "backbone learns nothing)")
+    if t.cuda_graph and not t.use_gpu:
+        check.fail("train.cuda_graph", "needs train.use_gpu=true (CUDA graphs exist on GPUs only); on CPU use "
+                                       "train.compile=true alone, or set train.cuda_graph=false")
     check.number("train.lr_gamma", gt=0, le=1)
     check.number("train.cpus_per_worker", gt=0)
     check.integer("train.max_failures", -1, why=" (-1: retry forever)")

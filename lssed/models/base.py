@@ -61,8 +61,10 @@ class SERModel(nn.Module):
             raise ValueError(f"lengths must hold one frame count per item: shape ({x.size(0)},), "
                              f"got {tuple(lengths.shape)}")
         frames = x.size(3)
-        # checked on the host when the collate's lengths are CPU tensors: no device sync
-        if bool((lengths >= frames).all()):
+        # checked on the host when the collate's lengths are CPU tensors: no device sync. Lengths
+        # already on an accelerator (a CUDA-graphed step's static buffer: lssed/models/fast.py) always
+        # take the masked path, which equals the plain one when nothing is padded: a check would sync
+        if lengths.device.type == "cpu" and bool((lengths >= frames).all()):
             return None
         return lengths.clamp(min=min(self.min_size[1], frames), max=frames).to(x.device)
 

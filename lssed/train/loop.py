@@ -12,10 +12,11 @@ optional class-weighted cross-entropy. ``batch_size`` is the global batch: each 
 takes ``batch_size // N`` (DDP averages the gradients). The checkpoint is selected on
 validation UA (ties keep the earlier epoch); test is evaluated once, at the end, with it.
 
-One SGD step is a :data:`TrainStep`, ``step(x, y, lengths) -> loss`` (``lengths``: the real
-frames of each padded crop, or None); :func:`eager_train_step` is the plain one, and another
-implementation (a compiled or CUDA-graphed step) plugs in where
-:func:`build_training` makes it.
+One SGD step is a :data:`~lssed.train.steps.TrainStep`, ``step(x, y, lengths) -> loss``
+(``lengths``: the real frames of each padded crop, or None; the loss is None for a batch the
+step skipped); :func:`build_training` gets it from :func:`lssed.train.steps.build_train_step`:
+eager (:func:`eager_train_step`), compiled, or CUDA-graphed (``train.compile``,
+``train.cuda_graph``).
 """
 
 from __future__ import annotations
@@ -24,24 +25,21 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from lssed.train.augment import spec_augment
-from lssed.train.evaluate import autocast, batch_inputs, evaluate
+from lssed.train.evaluate import batch_inputs, evaluate
 from lssed.train.pretrained import backbone_eval, freeze_backbone, load_pretrained, read_init_state
 from lssed.train.results import EpochRecord, Metrics
+# TrainStep and eager_train_step live in lssed.train.steps; imported from here too (tests, benchmarks)
+from lssed.train.steps import TrainStep, build_train_step, eager_train_step, unwrap  # noqa: F401
 from lssed.train.types import LoopOutcome, Predictions, WorkerContext
 
 log = logging.getLogger(__name__)
-
-# step(x, y, lengths) -> the batch's mean loss (a 0-d device tensor); it updates the model in place.
-# lengths: (B,) real frames of each crop (host tensor) or None; the model masks the padding.
-TrainStep = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
-
 
 # --------------------------------------------------------------------------- pieces
 
@@ -50,11 +48,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DDP wrapper (what checkpoints and evaluation use)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -67,24 +60,6 @@ def class_weights(counts: Sequence[int]) -> torch.Tensor:
     c = torch.tensor(list(counts), dtype=torch.float32)
     total, k = float(c.sum()), len(counts)
     return torch.where(c > 0, total / (k * c.clamp(min=1)), torch.zeros_like(c))
-
-
-def eager_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: nn.Module,
-                     device: torch.device, *, amp: bool) -> TrainStep:
-    """The plain SGD step: forward under autocast, float32 loss, backward, update."""
-
-    def step(x: torch.Tensor, y: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            logits = model(x) if lengths is None else model(x, lengths)
-        loss = loss_fn(logits.float(), y)
-        loss.backward()
-        optimizer.step()
-        # a model may need work after each step (MTS folds its branch kernels back: lssed/models/mts.py)
-        getattr(unwrap(model), "after_optimizer_step", lambda: None)()
-        return loss.detach()
-
-    return step
 
 
 def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], step: TrainStep,
@@ -122,7 +97,10 @@ def train_one_epoch(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]
             x = x.contiguous(memory_format=torch.channels_last)
         # lengths stay on the host: the model decides "nothing padded" without a device sync
         lengths = batch.get("lengths")
-        loss_sum += (step(x, y) if lengths is None else step(x, y, lengths)) * y.numel()
+        loss = step(x, y) if lengths is None else step(x, y, lengths)
+        if loss is None:  # skipped by the step (a CUDA-graphed step's last partial batch): not trained
+            continue
+        loss_sum += loss * y.numel()
         seen += int(y.numel())
     if timings is not None:
         timings["data_wait_s"] = timings.get("data_wait_s", 0.0) + waited
@@ -204,6 +182,7 @@ def build_training(config: dict[str, Any], settings: LoopSettings, ctx: WorkerCo
 
     tc = config["train"]
     device = ctx.device
+    # train.model_kwargs, e.g. {impl: fast} (the rewritten PyResNet pyramids of the fast recipe)
     model = create_model(config["model"], num_classes=settings.num_classes, **(config.get("model_kwargs") or {}))
     if tc.get("init_from"):
         resized = load_pretrained(model, read_init_state(tc["init_from"], config.get("out")))
@@ -223,7 +202,9 @@ def build_training(config: dict[str, Any], settings: LoopSettings, ctx: WorkerCo
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_step_epochs(tc),
                                                 gamma=float(tc["lr_gamma"]))
     weight = class_weights(config["class_counts"]).to(device) if tc.get("class_weighted") else None
-    step = eager_train_step(model, optimizer, nn.CrossEntropyLoss(weight=weight), device, amp=settings.amp)
+    step = build_train_step(model, optimizer, nn.CrossEntropyLoss(weight=weight), device, amp=settings.amp,
+                            compile=bool(tc.get("compile", False)), cuda_graph=bool(tc.get("cuda_graph", False)),
+                            world_size=ctx.world_size)
     return Training(model=model, core=unwrap(model), optimizer=optimizer, scheduler=scheduler, step=step,
                     num_params=int(num_params), channels_last=channels_last)
 
