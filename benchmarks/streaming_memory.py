@@ -15,8 +15,8 @@
    ``RayContext.train_batches`` (the same ``iter_torch_batches`` + TrainCollate + seeded local
    shuffle + prefetch that training workers use), with no model: ingest alone.
 3. Every --interval s samples, from /proc, the resident memory of the driver, the Ray Train
-   worker, Ray Data's processes (read/filter tasks, the split coordinator), the Train
-   controller, idle pool workers and Ray's own daemons -- each as RssAnon (private heap) and
+   worker, Ray Data's processes (read/filter tasks, the split coordinator, its stats actor), the
+   Train controller, idle pool workers, other Ray tasks and Ray's own daemons -- each as RssAnon (private heap) and
    RssShmem (object-store pages mapped in: shared, not owned) -- and the object store's used
    bytes from the raylet's node stats (what ``ray memory --stats-only`` prints).
 
@@ -179,23 +179,24 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
-GROUPS = ("driver", "train_worker", "ray_data", "train_control", "idle_workers", "ray_daemons")
+GROUPS = ("driver", "train_worker", "ray_data", "train_control", "idle_workers", "ray_other", "ray_daemons")
+_DATA = ("SplitCoordinator", "ReadParquet", "Filter", "MapBatches", "_StatsActor", "ReadFiles", "Map(",
+         "AutoscalingRequester", "_AutoscalingCoordinatorActor", "ActorLocationTracker", "block_metadata")
 
 
 def role(title: str) -> str | None:
     """A Ray process's group from its process title (Ray sets ``ray::<task or actor>``)."""
     if "RayTrainWorker" in title:
         return "train_worker"
-    if any(k in title for k in ("SplitCoordinator", "ReadParquet", "Filter", "MapBatches", "_StatsActor",
-                                "ReadFiles", "Map(", "AutoscalingRequester", "datasets")):
+    if any(k in title for k in _DATA):
         return "ray_data"
-    if any(k in title for k in ("TrainController", "TrainStateActor", "Controller", "SynchronizationActor")):
+    if any(k in title for k in ("TrainController", "TrainStateActor", "SynchronizationActor", "PreemptionWatcher")):
         return "train_control"
     if "ray::IDLE" in title:
         return None  # keeps the role it had (a pool worker that ran a read task still holds its memory)
-    if title.startswith("ray::"):
-        return "ray_data"  # other tasks of this benchmark's session are Ray Data's
-    return "ray_daemons"  # raylet, gcs_server, dashboard, agents, log monitor
+    if "Agent" in title or not title.startswith("ray::"):
+        return "ray_daemons"  # raylet, gcs_server, dashboard and its agents, log monitor
+    return "ray_other"  # e.g. Ray Train's PlacementGroupCleaner
 
 
 class Sampler:
@@ -299,7 +300,7 @@ def stream(features_uri: str, *, epochs: int, object_store_mb: int, interval: fl
     from lssed.runtime import init_ray
     from lssed.storage import Storage
     from lssed.train.data import describe_features
-    from lssed.train.ingest_plan import ingest_plan_for, plan_ingest, split_bytes
+    from lssed.train.ingest_plan import plan_ingest, split_bytes
     from lssed.train.trainer import make_trainer
 
     cfg = load_config(None, ["train.materialize_mb=0", f"ray.object_store_memory_mb={object_store_mb}",
@@ -308,10 +309,11 @@ def stream(features_uri: str, *, epochs: int, object_store_mb: int, interval: fl
     source = describe_features(cfg, features_uri)
     store = float(ray.cluster_resources().get("object_store_memory", 0))
     auto = plan_ingest("auto", split_bytes(source.shards_bytes, source.split_counts["train"], source.rows_total),
-                       object_store_bytes=store)
+                       object_store_bytes=store)  # what the default would have chosen here
     work = Path(tempfile.mkdtemp(prefix="lssed-bench-stream-"))
     base = make_trainer(cfg, features_uri, out=Storage(str(work)), model=cfg.train.model, run_name="stream")
-    plan = ingest_plan_for(cfg, source)
+    size = split_bytes(source.shards_bytes, source.split_counts["train"], source.rows_total)
+    plan = plan_ingest(cfg.train.materialize_mb, size)  # what make_trainer just decided (and logged)
     report = work / "epochs.json"
     loop_cfg = dict(base.train_loop_config, bench_epochs=epochs, bench_root_pid=os.getpid(),
                     bench_dir=str(REPO / "benchmarks"),
@@ -359,6 +361,23 @@ def summarize(res: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def epoch_peaks(table: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Group -> its peak private memory (object store: used bytes) in each epoch, in MB."""
+    out: dict[str, list[float]] = {}
+    for r in table:
+        out.setdefault(r["what"], []).append(r["peak_private_mb"] if r["peak_private_mb"] is not None
+                                             else r["peak_rss_mb"])
+    return out
+
+
+def slope_per_epoch(peaks: list[float]) -> float | None:
+    """MB per epoch of the peaks after the first epoch (which includes Ray Data's start-up)."""
+    later = peaks[1:]
+    if len(later) < 3:
+        return None
+    return float(np.polyfit(np.arange(len(later)), np.asarray(later), 1)[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fraction", type=float, default=0.06, help="share of LSSED's 147,025 rows to write")
@@ -388,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                            "loadavg_at_start": load, "loadavg_at_end": os.getloadavg()},
-               "args": vars(args), **res, "summary": table}
+               "args": vars(args), **res, "summary": table,
+               "epoch_peaks_mb": {g: {"peaks": v, "growth_mb_per_epoch": slope_per_epoch(v)}
+                                  for g, v in epoch_peaks(table).items()}}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(payload, indent=1, default=str))
 
@@ -412,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
                    else f"{r['start_private_mb']:.0f} (used)")
         print(f"{r['epoch']:>5} {r['what']:<18} {r['peak_rss_mb']:>11.0f} {private:>23} {slope:>12} {late:>9} "
               f"{r['procs_max'] if r['procs_max'] is not None else '':>5}")
+    print(f"\nper-epoch peak private MB (object store: used MB); growth = least-squares MB per epoch over epochs 2..")
+    for g, peaks in epoch_peaks(table).items():
+        growth = slope_per_epoch(peaks)
+        print(f"  {g:<18} {' '.join(f'{v:.0f}' for v in peaks)}   growth "
+              f"{'-' if growth is None else f'{growth:+.1f}'}")
     print(f"\nwrote {args.out}")
     return 0
 
