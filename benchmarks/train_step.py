@@ -1,6 +1,7 @@
 """Training throughput of the model zoo: samples/s of one SGD step (forward, backward, update).
 
-The plain step is the training loop's own (:func:`lssed.train.loop.eager_train_step`).
+Every step is built by the training loop's own builder (:func:`lssed.train.steps.build_train_step`,
+what ``train.compile`` / ``train.cuda_graph`` select), so a variant times the trainer's step.
 
 Paper recipe sizes on a GPU: batch 256, 128 mel bands x 160 frames, SGD (momentum 0.9,
 weight decay 1e-3), bf16 autocast and channels_last, cuDNN autotuning on. Prints one table and
@@ -8,8 +9,9 @@ writes JSON (``--out``). On a CPU use small sizes, e.g. ``--batch 4 --steps 2 --
 
 Variants are ``model[:impl[:plan]][@graph]``, e.g. ``pyresnet152:reference``,
 ``pyresnet152:fast``, ``pyresnet152:fast:merged,merged,grouped,grouped``; ``@graph`` replays
-the whole step as one CUDA graph (:class:`lssed.models.fast.GraphedTrainStep`), ``@compile``
-wraps the model in default ``torch.compile`` first, ``@compile+graph`` does both. ``--stage-bench`` times every PyResNet
+the whole step as one CUDA graph (:class:`lssed.models.fast.GraphedTrainStep`; ``train.cuda_graph``),
+``@compile`` wraps the model in default ``torch.compile`` first (``train.compile``),
+``@compile+graph`` does both. ``--stage-bench`` times every PyResNet
 stage's forward+backward under each pyramid mode and adds the variant that uses the fastest
 mode per stage (``pyresnet152:fast:auto``). ``--profile DIR`` writes the top CUDA kernels of
 the first two variants. ``--check-all`` runs every registered model forward+backward on the
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lssed.models import create_model, list_models  # noqa: E402
 from lssed.models.pyresnet import PYRAMID_MODES, PyConv, PyResNet  # noqa: E402
 from lssed.train.evaluate import autocast as _train_autocast  # noqa: E402
-from lssed.train.loop import eager_train_step  # noqa: E402
+from lssed.train.steps import build_train_step  # noqa: E402
 
 DEFAULT_VARIANTS = ("pyresnet152:reference", "pyresnet152:fast", "resnet152", "vgg16")
 
@@ -61,16 +63,13 @@ def autocast(device: torch.device, amp: bool):
     return _train_autocast(device, amp)
 
 
-def make_step(model: torch.nn.Module, device: torch.device, amp: bool, graph: bool = False):
+def make_step(model: torch.nn.Module, device: torch.device, amp: bool, graph: bool = False, compile: bool = False):
+    """The training loop's step for ``train.compile=compile``, ``train.cuda_graph=graph`` (one worker)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
-    if graph:
-        if device.type != "cuda":
-            raise ValueError("@graph variants need --device cuda")
-        from lssed.models.fast import GraphedTrainStep
-
-        return GraphedTrainStep(model, opt, loss_fn, amp_dtype=torch.bfloat16 if amp else None)
-    return eager_train_step(model, opt, loss_fn, device, amp=amp)  # the step the training loop runs
+    if graph and device.type != "cuda":
+        raise ValueError("@graph variants need --device cuda")
+    return build_train_step(model, opt, loss_fn, device, amp=amp, compile=compile, cuda_graph=graph)
 
 
 def time_steps(step, x, y, device, warmup: int, steps: int) -> float:
@@ -94,13 +93,11 @@ def bench_variant(spec: str, args, device: torch.device, memfmt) -> dict:
         model.set_plan(args.auto_plan)
     model = model.to(device).train().to(memory_format=memfmt)
     suffix = spec.split("@")[1] if "@" in spec else ""
-    if "compile" in suffix:
-        model = torch.compile(model)
     x = torch.randn(args.batch, 1, args.mels, args.frames, device=device).to(memory_format=memfmt)
     y = torch.randint(0, 4, (args.batch,), device=device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step = make_step(model, device, args.amp, graph="graph" in suffix)
+    step = make_step(model, device, args.amp, graph="graph" in suffix, compile="compile" in suffix)
     elapsed = time_steps(step, x, y, device, args.warmup, args.steps)
     row = {
         "variant": spec, "model": name, "impl": getattr(model, "impl", None),
