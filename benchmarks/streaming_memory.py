@@ -24,7 +24,7 @@ Writes a JSON time series and prints per-epoch samples/s, samples per CPU-second
 processes' CPU, benchmarks/cputree.py), and per process group the peak and the slope (MB per
 minute, least squares over each epoch) of its private memory: flat = bounded.
 
-    python benchmarks/streaming_memory.py                      # 6% of LSSED's rows, 3 epochs
+    python benchmarks/streaming_memory.py                      # 6% of LSSED's rows, 10 epochs
     python benchmarks/streaming_memory.py --fraction 0.02 --epochs 1 --out /tmp/s.json
 """
 
@@ -381,7 +381,7 @@ def slope_per_epoch(peaks: list[float]) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fraction", type=float, default=0.06, help="share of LSSED's 147,025 rows to write")
-    p.add_argument("--epochs", type=int, default=3, help="the first one includes Ray Data's start-up")
+    p.add_argument("--epochs", type=int, default=10, help="the first one includes Ray Data's start-up")
     p.add_argument("--object-store-mb", type=int, default=256,
                    help="the local Ray's object store: below the train split's in-memory size, so an epoch "
                         "must cycle its blocks through the store (the case streaming exists for)")
