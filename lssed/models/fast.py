@@ -131,8 +131,14 @@ class GraphedTrainStep:
         torch.cuda.set_rng_state(rng[1], x.device)
         static.graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates its own gradients
-        with torch.cuda.graph(static.graph):
-            static.loss = self._eager(static.x, static.y, static.lengths)
+        try:
+            with torch.cuda.graph(static.graph):
+                static.loss = self._eager(static.x, static.y, static.lengths)
+        except RuntimeError as exc:  # e.g. "operation not permitted when stream is capturing"
+            raise RuntimeError(
+                f"capturing {type(self.model).__name__}'s training step{' on padded crops' if masked else ''} as a "
+                f"CUDA graph failed: its forward waits for the host (CRNN's packed LSTM over padded crops does). "
+                f"Set train.cuda_graph=false (train.compile still applies). Cause: {exc}") from exc
         self.graphs[masked] = static
         log.info("captured a CUDA graph of the training step for input %s%s at lr %s", tuple(x.shape),
                  " (masked path)" if masked else "", [g["lr"] for g in self.optimizer.param_groups])
