@@ -274,6 +274,42 @@ class PredictConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """Transfer to depression detection (the paper's Table 6; lssed/transfer, docs/transfer.md)."""
+
+    # The transfer corpus (a corpus section, e.g. {name: daicwoz, root: ...}): the workflow
+    # prepares and preprocesses it after training and runs the transfer stage on it. null: no
+    # transfer stage. `lssed transfer` takes its feature set on the command line instead.
+    corpus: CorpusConfig | None = None
+    # The SER runs whose embeddings are classified (run names under <storage>/runs, or URIs);
+    # empty: every run the workflow trained.
+    runs: tuple[str, ...] = ()
+    # Baselines on the same participants: mfcc (MFCC + prosody functionals, always available),
+    # wav2vec2 (a torchaudio ASR bundle's encoder; needs its weights file), egemaps (openSMILE,
+    # the optional extra lssed[opensmile]; research-only licence).
+    baselines: tuple[str, ...] = ("mfcc",)
+    classifiers: tuple[str, ...] = ("logreg", "svm")  # PHQ-8 binary; ridge regresses the score whenever scores exist
+    cv_folds: int = 5  # participant-grouped CV folds on the training participants (fewer if a class is smaller)
+    bootstrap: int = 1000  # participant resamples of dev for the 95% intervals (0: none)
+    seed: int = 0
+    # The split scored: test (DAIC-WOZ's dev list when the corpus has no test labels, as the
+    # adapter's official split puts it; train and val participants train) or val (with
+    # full_test_split.csv: dev is val, test participants are left out)
+    dev_split: Literal["test", "val"] = "test"
+    positive_label: str = "depressed"  # the label counted as the positive class (F1 of it is the headline)
+    wav2vec2_bundle: str = "WAV2VEC2_ASR_BASE_960H"  # a torchaudio.pipelines wav2vec2 bundle
+    # Its weights: null reads the torch hub cache (<torch hub dir>/checkpoints/<bundle file>); nothing
+    # is ever downloaded at run time.
+    wav2vec2_weights: str | None = None
+    # The weights are not the bundle's trained ones (generated for a test or a smoke run): Table 6
+    # marks those rows untrained.
+    wav2vec2_untrained: bool = False
+    wav2vec2_layer: int | None = None  # transformer layer whose output is averaged (1-based); null: the last
+    name: str | None = None  # transfer/<name>/results.json; null: <corpus id>-<features digest>
+    force: bool = False  # recompute embeddings that are already in storage
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     out_dir: str | None = None  # None: <storage.root>/report
 
@@ -309,6 +345,7 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     # Several corpora for the workflow (each a corpus section); empty: the single `corpus`.

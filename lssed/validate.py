@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 # What an entry point runs. "workflow" is every stage cfg.stages enables, plus the stages
 # section itself; "import" is `lssed import-features` (features without decoding).
-Stage = Literal["workflow", "corpus", "preprocess", "import", "train", "tune", "report", "predict"]
-STAGES: tuple[str, ...] = ("workflow", "corpus", "preprocess", "import", "train", "tune", "report", "predict")
+Stage = Literal["workflow", "corpus", "preprocess", "import", "train", "tune", "report", "predict", "transfer"]
+STAGES: tuple[str, ...] = ("workflow", "corpus", "preprocess", "import", "train", "tune", "report", "predict",
+                           "transfer")
 
 
 def validate_config(cfg: Config, *stages: Stage, models: Sequence[str] | None = None) -> Config:
@@ -71,6 +72,8 @@ def validate_config(cfg: Config, *stages: Stage, models: Sequence[str] | None = 
         check_report(check)
     if "predict" in wanted:
         check_predict(check)
+    if "transfer" in wanted:
+        check_transfer(check)
     if check.problems:
         raise ConfigError("invalid config (fix with --set KEY=VALUE or in the YAML):\n  - "
                           + "\n  - ".join(check.problems))
@@ -87,6 +90,8 @@ def _expand(stages: Iterable[str], cfg: Config) -> set[str]:
         wanted |= {"corpus"}
         wanted |= {name for name, on in (("preprocess", s.preprocess), ("train", s.train), ("tune", s.tune),
                                          ("report", s.report)) if on}
+        if cfg.transfer.corpus is not None:  # the workflow's transfer stage (after training)
+            wanted.add("transfer")
     return wanted
 
 
@@ -472,6 +477,36 @@ def check_predict(check: _Checker) -> None:
     if not p.extensions or not all(isinstance(e, str) and re.fullmatch(r"\.[A-Za-z0-9]+", e) for e in p.extensions):
         check.fail("predict.extensions", "must list media file suffixes with their dot, e.g. [.wav,.mp4]")
     check.finite_floats("predict")  # keys without a rule of their own
+
+
+def check_transfer(check: _Checker) -> None:
+    """`lssed transfer` and the workflow's transfer stage (lssed/transfer)."""
+    import dataclasses
+    from pathlib import Path
+
+    from lssed.transfer.baselines import BASELINES
+    from lssed.transfer.classifiers import CLASSIFIERS
+
+    t = check.cfg.transfer
+    if len(set(t.baselines)) != len(t.baselines) or not set(t.baselines) <= set(BASELINES):
+        check.fail("transfer.baselines", f"must list distinct baselines out of {list(BASELINES)} (or [])")
+    if not t.classifiers or len(set(t.classifiers)) != len(t.classifiers) or not set(t.classifiers) <= set(CLASSIFIERS):
+        check.fail("transfer.classifiers", f"must list one or more distinct classifiers out of {list(CLASSIFIERS)}")
+    check.integer("transfer.cv_folds", 2, why=" (participant-grouped folds on the training participants)")
+    check.integer("transfer.bootstrap", 0, why=" (dev resamples for the 95% intervals; 0: none)")
+    check.integer("transfer.seed", 0)
+    check.integer("transfer.wav2vec2_layer", 1, optional=True, why=" (1-based transformer layer; null: the last)")
+    if not t.positive_label.strip():
+        check.fail("transfer.positive_label", "must name the positive class's label (DAIC-WOZ: depressed)")
+    if t.name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,119}", t.name):
+        check.fail("transfer.name", "must be 1-120 letters, digits, '_', '.', '+' or '-' (it names a folder)")
+    if "wav2vec2" in t.baselines and t.wav2vec2_weights and not Path(t.wav2vec2_weights).expanduser().is_file():
+        check.fail("transfer.wav2vec2_weights", "is not a file on this machine (the wav2vec2 bundle's state dict; "
+                                                "null: the torch hub cache)")
+    if t.corpus is not None:
+        sub = _Checker(dataclasses.replace(check.cfg, corpus=t.corpus))
+        check_corpus(sub)
+        check.problems += [f"transfer.corpus.{p.removeprefix('corpus.')}" for p in sub.problems]
 
 
 def check_models(check: _Checker, key: str, names: tuple[str, ...]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lssed.config import Config, ConfigError, load_config, replace_section
+from lssed.config import Config, ConfigError, config_to_dict, load_config, replace_section
 from lssed.validate import STAGES, cluster_warnings, empty_mel_bands, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +31,8 @@ def test_every_shipped_config_passes():
         cfg = load_config(path)
         if cfg.corpus.name != "demo":  # real corpora live elsewhere: point at an existing directory
             cfg = replace_section(cfg, "corpus", root=str(REPO))
+        if cfg.transfer.corpus is not None:  # the transfer corpus too (transfer_demo: generated first)
+            cfg = replace_section(cfg, "transfer", corpus={**config_to_dict(cfg.transfer.corpus), "root": str(REPO)})
         for stage in STAGES:
             validate_config(cfg, stage)
     validate_config(Config(), "preprocess", "train", "tune")
