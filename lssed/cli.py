@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("lssed.evaluate.cli", "score a finished run (or an imported checkpoint) on another feature set (Table 4)"),
     "report": ("lssed.report.cli", "benchmark tables, plots and an HTML page from the runs in storage"),
     "models": ("lssed.models.cli", "list the model zoo (--table: parameters and GFLOPs); import checkpoints"),
+    "embed": ("lssed.embed.cli", "one embedding per utterance of a feature set from a run or checkpoint (Ray Data)"),
     "predict": ("lssed.predict.cli", "emotion timelines of new media with a run or model file (Ray Data)"),
     "run": ("lssed.workflow_cli", "the whole workflow from one config (same as workflows/full.py)"),
 }

@@ -1,0 +1,114 @@
+"""`lssed embed` on the shared demo run: shape, determinism, the model's own penultimate output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+import torch
+
+from lssed.cli import main as cli_main
+from lssed.config import load_config
+from lssed.embed import EMBEDDING_SCHEMA, embed_features, read_embedding_meta, read_embeddings
+from lssed.embed.extract import Embedder, embed_utterances, table_utterances
+from lssed.errors import InputNotFoundError, UserError
+from lssed.models.export import model_from_run
+from lssed.storage import Storage
+
+pytestmark = pytest.mark.ray
+
+
+def _shards(features_uri: str, columns: list[str]):
+    return pads.dataset(str(Path(features_uri) / "shards"), format="parquet").to_table(columns=columns).sort_by("utt_id")
+
+
+@pytest.fixture(scope="module")
+def embedded(demo_run, tmp_path_factory):
+    run, _results, features = demo_run
+    out = Storage(str(tmp_path_factory.mktemp("embed")))
+    res = embed_features(load_config(None, []), features, run_uri=run.uri, out=out, actors=2)
+    return res, out, run, features
+
+
+def test_one_embedding_per_shard_row_of_the_classifier_input_width(embedded) -> None:
+    res, out, run, features = embedded
+    net, _ = model_from_run(run.uri)
+    table = read_embeddings(res.uri)
+    shards = _shards(features, ["utt_id", "speaker", "split", "label", "start_s"])
+    assert table.schema == EMBEDDING_SCHEMA
+    assert table.column("utt_id").to_pylist() == shards.column("utt_id").to_pylist()
+    for col in ("speaker", "split", "label", "start_s"):
+        assert table.column(col).to_pylist() == shards.column(col).to_pylist()
+    vectors = np.asarray(table.column("embedding").to_pylist(), dtype=np.float32)
+    assert vectors.shape == (shards.num_rows, net.fc.in_features) == (res.rows, res.dim)
+    assert np.isfinite(vectors).all() and vectors.std(axis=0).max() > 0
+    assert table.column("score").null_count == table.num_rows  # the demo corpus has no numeric target
+    assert res.uri == out.join_uri("embeddings", "demo-resnet18")
+
+
+def test_metadata_says_what_made_the_vectors(embedded) -> None:
+    res, _out, run, features = embedded
+    meta = read_embedding_meta(res.uri)
+    assert (meta["source"], meta["source_kind"], meta["model"], meta["layer"]) == \
+        (run.uri, "run", "resnet18", "fc input (penultimate)")
+    assert (meta["dim"], meta["rows"], meta["fc_in_features"]) == (512, res.rows, 512)
+    assert meta["features_uri"] == Storage(features).uri and meta["features_recomputed"] is False
+    assert (meta["window_ms"], meta["hop_ms"]) == (64.0, 32.0)  # 1024 / 512 samples at 16 kHz
+    assert meta["features"]["n_mels"] == 128 and meta["class_names"] == ["angry", "neutral", "happy", "sad"]
+
+
+def test_equal_to_the_models_own_penultimate_output(embedded) -> None:
+    res, _out, run, features = embedded
+    net, _ = model_from_run(run.uri)
+    table = read_embeddings(res.uri)
+    got = dict(zip(table.column("utt_id").to_pylist(), table.column("embedding").to_pylist()))
+    shards = _shards(features, ["utt_id", "n_mels", "n_frames", "logmel"]).to_pylist()
+    for row in (shards[0], shards[len(shards) // 2], shards[-1]):
+        x = torch.tensor(row["logmel"], dtype=torch.float32).reshape(1, 1, row["n_mels"], row["n_frames"])
+        with torch.no_grad():  # what resnet18's forward hands its fc: the time-frequency mean of layer4
+            direct = torch.flatten(net.avgpool(net.forward_features(net.check_input(x))), 1)[0].numpy()
+        np.testing.assert_allclose(np.asarray(got[row["utt_id"]], np.float32), direct, rtol=1e-4, atol=1e-5)
+
+
+def test_deterministic_and_through_the_cli(embedded, tmp_path: Path) -> None:
+    res, _out, run, features = embedded
+    assert cli_main(["embed", features, "--run", run.uri, "--out", str(tmp_path), "--name", "again",
+                     "--actors", "1"]) == 0
+    again = read_embeddings(str(tmp_path / "embeddings" / "again"))
+    first = read_embeddings(res.uri)
+    assert again.column("utt_id").equals(first.column("utt_id"))
+    np.testing.assert_array_equal(np.asarray(again.column("embedding").to_pylist(), np.float32),
+                                  np.asarray(first.column("embedding").to_pylist(), np.float32))
+
+
+def test_missing_run_is_exit_2(demo_run, tmp_path: Path) -> None:
+    _run, _results, features = demo_run
+    assert cli_main(["embed", features, "--run", str(tmp_path / "no-such-run"), "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "embeddings").exists()
+    with pytest.raises(InputNotFoundError, match="no-such-run has no results.json"):
+        embed_features(load_config(None, []), features, run_uri=str(tmp_path / "no-such-run"), out=Storage(str(tmp_path)))
+
+
+def test_layers_and_recomputed_logmel(demo_run) -> None:
+    """No Ray: the hook on another layer, an unknown layer, and log-mel recomputed from the waveform."""
+    run, results, features = demo_run
+    net, meta = model_from_run(run.uri)
+    table = _shards(features, ["utt_id", "split", "n_frames", "logmel", "waveform"]).slice(0, 6)
+    stored = table_utterances(table, n_mels=128, recompute=False)
+    device = torch.device("cpu")
+    default = embed_utterances(Embedder(net), stored, device)
+    # resnet18 pools layer4's output over time and frequency into fc: the same vector
+    layer4 = embed_utterances(Embedder(net, "layer4"), stored, device)
+    for utt in default:
+        np.testing.assert_allclose(layer4[utt], default[utt], rtol=1e-5, atol=1e-6)
+    layer3 = embed_utterances(Embedder(net, "layer3"), stored, device)
+    assert {v.shape for v in layer3.values()} == {(256,)}
+    with pytest.raises(UserError, match="layer9.*top-level modules: conv1"):
+        Embedder(net, "layer9")
+    # the same settings recomputed from the stored waveform: the log-mel the shards hold, so ~ the same vectors
+    waves = table_utterances(table, n_mels=128, recompute=True)
+    recomputed = embed_utterances(Embedder(net), waves, device, dict(meta["features"]))
+    for utt in default:
+        np.testing.assert_allclose(recomputed[utt], default[utt], rtol=1e-3, atol=1e-3)
