@@ -159,3 +159,17 @@ def test_prosody_follows_the_phq8_score(interviews: DaicwozDemo) -> None:
     assert spearmanr(scores_a, relative).statistic < -0.3
     depressed = scores_a >= 10
     assert np.mean(np.array(durations)[depressed]) > 1.1 * np.mean(np.array(durations)[~depressed])
+
+
+def test_transfer_demo_config_validates_with_the_demo_interviews(interviews: DaicwozDemo) -> None:
+    """lssed/configs/transfer_demo.yaml: the emotion demo trains, the synthetic interviews are the
+    transfer corpus (its root as `lssed demo-corpus --kind daicwoz` wrote it), scored on the dev list."""
+    from lssed.config import ConfigError, load_config
+    from lssed.validate import validate_config
+
+    cfg = load_config("transfer_demo", [f"transfer.corpus.root={interviews.root}"])
+    assert (cfg.corpus.name, cfg.transfer.corpus.name, cfg.transfer.corpus.split) == ("demo", "daicwoz", "official")
+    assert cfg.stages.train and not cfg.stages.tune
+    validate_config(cfg, "workflow")
+    with pytest.raises(ConfigError, match="transfer.corpus.root"):  # not generated yet: says which key
+        validate_config(load_config("transfer_demo", [f"transfer.corpus.root={interviews.root / 'missing'}"]), "workflow")
