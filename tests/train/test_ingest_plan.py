@@ -78,3 +78,23 @@ def test_config_accepts_auto_or_an_integer_and_rejects_the_rest():
         load_config(None, ["train.materialize_mb=lots"])
     with pytest.raises(ConfigError, match="materialize_mb"):
         validate_config(load_config(None, ["train.materialize_mb=-1"]), "train")
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("parallel_runs, materialized", [(1, True), (100_000, False)])
+def test_make_trainer_follows_the_auto_plan_on_the_live_cluster(ray_session, synthetic_features, tmp_path, caplog,
+                                                                parallel_runs, materialized):
+    """The default (auto) reads the session Ray's object store (512 MB): the tiny synthetic split fits
+    it alone, not split among 100,000 concurrent runs."""
+    from ray.data.dataset import MaterializedDataset
+
+    from lssed.storage import Storage
+    from lssed.train.trainer import make_trainer
+
+    from .conftest import small_config
+
+    cfg = small_config(f"stages.parallel_runs={parallel_runs}")
+    with caplog.at_level(logging.INFO, logger="lssed.train.ingest_plan"):
+        trainer = make_trainer(cfg, synthetic_features, out=Storage(str(tmp_path)), model="resnet18", run_name="plan")
+    assert isinstance(trainer.datasets["train"], MaterializedDataset) is materialized
+    assert "object store 512 MB" in caplog.text and f"/ {parallel_runs} concurrent" in caplog.text
