@@ -21,6 +21,13 @@ CPU = torch.device("cpu")
 FRAMES = 24
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _forget_compiled_code():
+    """torch.compile's caches are per process: later test modules start without this module's."""
+    yield
+    torch._dynamo.reset()
+
+
 def _data(n: int = 15, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 1, 16, FRAMES, generator=g, dtype=torch.float64)
