@@ -132,7 +132,9 @@ class GraphedTrainStep:
         static.graph = torch.cuda.CUDAGraph()
         self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates its own gradients
         try:
-            with torch.cuda.graph(static.graph):
+            # thread_local: Ray Data moves the next batches to the GPU from a background thread
+            # meanwhile; under the default "global" mode its CUDA calls would break this capture
+            with torch.cuda.graph(static.graph, capture_error_mode="thread_local"):
                 static.loss = self._eager(static.x, static.y, static.lengths)
         except RuntimeError as exc:  # e.g. "operation not permitted when stream is capturing"
             raise RuntimeError(
