@@ -10,6 +10,9 @@ hour of media:
     the 16 kHz audio before denoising, windows, the chain per window) and the model
     (resnet18, untrained weights: speed does not depend on them) on every window, batched as
     the model actors batch;
+(u) the chain as the preprocess stage runs it: the corpus CSV's utterances, each file
+    opened once (audio seconds still the files' durations);
+(v) the VAD alone on the decoded files;
 (r) `lssed predict` on an already started local Ray, end to end (actor start-up, Ray Data,
     outputs and plots), by the CPU time of every process of the Ray session
     (``cputree.CpuTree``); its fixed start-up cost dominates on a few minutes of media.
@@ -95,6 +98,27 @@ def main() -> int:
         process_samples(x, chain_cfg)
     c_cpu, c_wall = time.process_time() - c0, time.perf_counter() - w0
 
+    # (u) the chain as preprocessing runs it: the corpus's labelled utterances, each file opened once
+    import csv as _csv
+
+    with open(corpus / "corpus.csv") as fh:
+        spans: dict[str, list[Segment]] = {}
+        for r in _csv.DictReader(fh):
+            spans.setdefault(str((corpus / r["path"]).resolve()), []).append(Segment(float(r["start"]), float(r["end"])))
+    c0 = time.process_time()
+    for m, segs in spans.items():
+        for x in decode_file(m, sorted(segs, key=lambda g: g.start_s)):
+            process_samples(x, chain_cfg)
+    u_cpu = time.process_time() - c0
+
+    # the predict path's steps apart: VAD on the decoded audio, the model on every window
+    from lssed.predict.vad import speech_regions
+
+    c0 = time.process_time()
+    for x in decoded.values():
+        speech_regions(x, 16000, args.vad, cfg.predict)
+    v_cpu = time.process_time() - c0
+
     # (p) the predict path's work in one process
     predict_windows(predictor, rows_table(result_rows(prepare_media(MediaInput(media[0]), chain_cfg, cfg.predict,
                                                                     method=args.vad))), 32)  # warm-up
@@ -120,6 +144,8 @@ def main() -> int:
         "media": {"files": len(media), "audio_min": audio_s / 60, "speech_min": speech_s / 60, "windows": windows},
         "vad": args.vad, "model": "resnet18",
         "c_chain": {"cpu_s": c_cpu, "wall_s": c_wall, "audio_per_cpu_s": audio_s / c_cpu},
+        "u_chain_utterances": {"cpu_s": u_cpu, "audio_per_cpu_s": audio_s / u_cpu},
+        "vad_alone": {"cpu_s": v_cpu, "audio_per_cpu_s": audio_s / v_cpu if v_cpu else None},
         "p_predict": {"cpu_s": p_cpu, "wall_s": p_wall, "audio_per_cpu_s": audio_s / p_cpu,
                       "cpu_by_step": steps},
     }
@@ -147,6 +173,10 @@ def main() -> int:
     print("|---|---:|---:|")
     print(f"| (c) chain alone (decode, denoise, gain, log-mel; whole files) | {c_cpu:.1f} | "
           f"{results['c_chain']['audio_per_cpu_s']:.1f} |")
+    print(f"| (u) chain as preprocessing runs it (the corpus's utterances) | {u_cpu:.1f} | "
+          f"{results['u_chain_utterances']['audio_per_cpu_s']:.1f} |")
+    print(f"| (v) {args.vad} VAD alone on the decoded files | {v_cpu:.1f} | "
+          f"{audio_s / v_cpu if v_cpu else float('inf'):.1f} |")
     print(f"| (p) predict path, one process (VAD, windows, chain, resnet18) | {p_cpu:.1f} | "
           f"{results['p_predict']['audio_per_cpu_s']:.1f} |")
     if "r_ray" in results:
