@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("lssed.models.cli", "list the model zoo (--table: parameters and GFLOPs); import checkpoints"),
     "embed": ("lssed.embed.cli", "one embedding per utterance of a feature set from a run or checkpoint (Ray Data)"),
     "predict": ("lssed.predict.cli", "emotion timelines of new media with a run or model file (Ray Data)"),
+    "transfer": ("lssed.transfer.cli", "depression detection from utterance embeddings: SER runs vs baselines (Table 6)"),
     "run": ("lssed.workflow_cli", "the whole workflow from one config (same as workflows/full.py)"),
 }
 

@@ -1,4 +1,4 @@
-"""The whole benchmark from one config: corpus -> preprocess -> train -> [crosscorpus] -> tune -> report.
+"""The whole benchmark from one config: corpus -> preprocess -> train -> [crosscorpus] -> [transfer] -> tune -> report.
 
 Each stage lives in its package (``corpora/stage.py``, ``preprocess/stage.py``,
 ``train/runs.py``, ``tune/sweep.py``, ``report/publish.py``); this module calls them in order
@@ -14,7 +14,9 @@ manifest or features the workflow stops there. The command line is ``lssed run``
 Several corpora (``corpora:``, each a corpus section; else the single ``corpus:``) are each
 prepared, preprocessed and trained on; with ``crosscorpus: true`` every run is then scored on
 every other corpus's test split (``lssed/evaluate/stage.py``: Table 4). The sweep runs on the
-first corpus.
+first corpus. With a ``transfer.corpus`` (e.g. DAIC-WOZ), that corpus is prepared and
+preprocessed after training and the transfer stage (``lssed/transfer/stage.py``: Table 6)
+scores the trained runs' embeddings and the baselines on it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # the stages import torch, Ray and pyarrow: only when they ru
     from lssed.preprocess.stage import FeatureSet
     from lssed.report.publish import PublishedReport
     from lssed.train.results import RunResults
+    from lssed.transfer.stage import TransferResults
     from lssed.tune.sweep import SweepResult
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ T = TypeVar("T")
 class StageFailure:
     """One stage (or one training run) that raised; the workflow went on where it could."""
 
-    stage: str  # corpus | preprocess | train | crosscorpus | tune | report
+    stage: str  # corpus | preprocess | train | crosscorpus | transfer | tune | report
     name: str  # e.g. the run name for a training run
     error: str  # "ExceptionType: message"
 
@@ -66,6 +69,7 @@ class WorkflowResult:
     corpora: tuple[CorpusResult, ...] = ()  # every corpus's, in config order
     feature_sets: tuple[FeatureSet, ...] = ()
     crosscorpus: CrossCorpusResult | None = None
+    transfer: TransferResults | None = None  # the transfer stage's (transfer.corpus set)
     report: PublishedReport | None = None
     skipped: tuple[str, ...] = ()  # committed stages/runs that were not redone
     failures: tuple[StageFailure, ...] = ()
@@ -94,6 +98,7 @@ class _Progress:
     corpora: list[CorpusResult] = field(default_factory=list)
     feature_sets: list[FeatureSet] = field(default_factory=list)
     crosscorpus: CrossCorpusResult | None = None
+    transfer: TransferResults | None = None
     skipped: list[str] = field(default_factory=list)
     failures: list[StageFailure] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -137,7 +142,8 @@ def run_workflow(cfg: Config) -> WorkflowResult:
     res = WorkflowResult(
         storage_uri=out.uri, config_digest=digest(cfg), corpus=progress.corpus, features=progress.features,
         runs=progress.runs, sweep=progress.sweep, report=progress.report, corpora=tuple(progress.corpora),
-        feature_sets=tuple(progress.feature_sets), crosscorpus=progress.crosscorpus, skipped=tuple(progress.skipped),
+        feature_sets=tuple(progress.feature_sets), crosscorpus=progress.crosscorpus, transfer=progress.transfer,
+        skipped=tuple(progress.skipped),
         failures=tuple(progress.failures), stage_seconds=dict(progress.seconds),
         seconds=round(time.perf_counter() - t_start, 3),
     )
@@ -185,6 +191,8 @@ def _run_stages(cfg: Config, out: Storage, progress: _Progress) -> None:
             trained += _train(ccfg, out, progress, features)
         if cfg.crosscorpus:
             _crosscorpus(cfg, out, progress, trained, prepared)
+    if cfg.transfer.corpus is not None:
+        _transfer(cfg, out, progress)
     if cfg.stages.tune:
         _tune(prepared[0][0], out, progress, prepared[0][1])
     if cfg.stages.report:
@@ -258,6 +266,25 @@ def _crosscorpus(cfg: Config, out: Storage, progress: _Progress, trained: list[T
     progress.failures += [StageFailure("crosscorpus", f.name, f.error) for f in result.failures]
 
 
+def _transfer(cfg: Config, out: Storage, progress: _Progress) -> None:
+    """3c. the transfer corpus (corpus + preprocess) and the transfer stage on the trained runs (Table 6)."""
+    from lssed.transfer.stage import run_transfer
+
+    names = cfg.transfer.runs or tuple(r.run_name for r in progress.runs)
+    if not names:
+        progress.fail("transfer", "runs", "no SER run to transfer: train one (stages.train) or name finished runs "
+                                          "in transfer.runs")
+        return
+    tcfg = for_corpus(cfg, cfg.transfer.corpus)
+    corpus = _corpus(tcfg, out, progress, several=True)
+    features = _preprocess(tcfg, out, progress, corpus, several=True) if corpus is not None else None
+    if features is None:
+        return
+    run_uris = [n if "/" in n else out.join_uri("runs", n) for n in names]
+    progress.transfer = progress.call("transfer", corpus_id(cfg.transfer.corpus), run_transfer, cfg, features.uri,
+                                      run_uris, out)
+
+
 def _tune(cfg: Config, out: Storage, progress: _Progress, features: FeatureSet) -> None:
     """4. the sweep (Ray Tune); it resumes an interrupted experiment by itself."""
     from lssed.tune.sweep import tune
@@ -305,6 +332,7 @@ def write_summary(out: Storage, cfg: Config, res: WorkflowResult) -> None:
             "manifest_uris": [c.manifest_uri for c in res.corpora],
             "features_uris": [f.uri for f in res.feature_sets],
             "evaluations": [e.json_uri for e in res.crosscorpus.evaluations] if res.crosscorpus else [],
+            "transfer_uri": res.transfer.results_uri if res.transfer else None,
             "runs": [r.run_name for r in res.runs],
             "report_uri": res.report_uri,
             "skipped": list(res.skipped),

@@ -102,6 +102,25 @@ def _dataset_tables(loaded: LoadedRuns) -> list[Table]:
     return out
 
 
+def _transfer_tables(loaded: LoadedRuns, storage_cfg: Any | None, missing: list[str]) -> list[Table]:
+    """Table 6 from ``<root>/transfer/*/results.json`` beside ``runs/`` (none there: no table)."""
+    import posixpath
+
+    from lssed.storage import storage_from_config
+    from lssed.transfer.stage import load_transfer_results
+
+    runs_dir = storage_from_config(storage_cfg, loaded.runs_uri)
+    root = runs_dir.at(posixpath.dirname(loaded.runs_uri.rstrip("/"))) if posixpath.basename(
+        loaded.runs_uri.rstrip("/")) == "runs" else runs_dir
+    try:
+        found, problems = load_transfer_results(root)
+    except OSError as exc:
+        missing.append(f"transfer results unreadable under {root.uri} ({exc})")
+        return []
+    missing += problems
+    return [tables.table6_transfer(found)] if found else []
+
+
 def build_report(runs_uri: str, out_dir: str | Path, *, storage_cfg: Any | None = None) -> Report:
     """Write the report for the runs under ``runs_uri`` (storage root or its ``runs/``) to ``out_dir``."""
     loaded = load_runs(runs_uri, storage_cfg)
@@ -120,6 +139,7 @@ def build_report(runs_uri: str, out_dir: str | Path, *, storage_cfg: Any | None 
     for t in bench:
         missing += [n for n in t.notes if n.startswith("run ")]
     data_tables = _dataset_tables(loaded)
+    transfer = _transfer_tables(loaded, storage_cfg, missing)
     inventory = tables.runs_table(loaded.runs, loaded.incomplete_runs)
 
     # figures: one confusion matrix per setting and evaluation set (counts summed over seeds)
@@ -141,7 +161,7 @@ def build_report(runs_uri: str, out_dir: str | Path, *, storage_cfg: Any | None 
             curve_figs.append(plots.curves_png(model_runs, f"learning curves — {model}",
                                                out / "figures" / f"curves_{_slug(model)}.png"))
 
-    all_tables = [*bench, *data_tables, inventory]
+    all_tables = [*bench, *transfer, *data_tables, inventory]
     csvs = []
     for t in all_tables:
         path = out / "tables" / f"{t.key}.csv"
@@ -155,6 +175,7 @@ def build_report(runs_uri: str, out_dir: str | Path, *, storage_cfg: Any | None 
     if missing:
         md += ["**Missing or incomplete:**", ""] + [f"- {m}" for m in missing] + [""]
     md += ["# Benchmark", ""] + [tables.to_markdown(t) for t in bench]
+    md += ["# Transfer to depression detection", ""] + [tables.to_markdown(t) for t in transfer]
     md += ["# Figures", ""] + [f"![{f.title}](figures/{f.path.name})" for f in conf_figs + curve_figs] + [""]
     md += ["# Dataset statistics", ""] + [tables.to_markdown(t) for t in data_tables]
     md += ["# Runs", "", tables.to_markdown(inventory)]
@@ -163,7 +184,8 @@ def build_report(runs_uri: str, out_dir: str | Path, *, storage_cfg: Any | None 
 
     page = html_mod.render_page(
         "lssed benchmark report", intro,
-        [("Benchmark", bench, []), ("Confusion matrices (row-normalised)", [], conf_figs),
+        [("Benchmark", bench, []), ("Transfer to depression detection", transfer, []),
+         ("Confusion matrices (row-normalised)", [], conf_figs),
          ("Learning curves", [], curve_figs), ("Dataset statistics", data_tables, []), ("Runs", [inventory], [])],
         missing)
     index_html = out / "index.html"
