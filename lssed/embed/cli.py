@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None,
                         help="the embedding set's name (default: the run's or checkpoint's name, plus .LAYER)")
     parser.add_argument("--actors", type=int, default=None,
-                        help="model actors (default: one per GPU of the cluster, else one per free CPU)")
+                        help="model actors (default: one per GPU of the cluster, else one per free CPU but one)")
     add_config_arguments(parser)
 
 

@@ -154,7 +154,7 @@ class _Model:
     features: dict[str, Any]  # the feature settings the model is fed with
 
 
-def _load_model(cfg: Any, features_uri: str, stored: dict[str, Any], preprocess: dict[str, Any] | None, *,
+def _load_model(cfg: Any, stored: dict[str, Any], preprocess: dict[str, Any] | None, *,
                 run_uri: str | None, checkpoint: str | None, model: str | None) -> _Model:
     from lssed.models.export import model_from_checkpoint, model_from_run
 
@@ -201,7 +201,8 @@ class EmbedWorker:
 
 
 def _plan(shard_files: int, actors: int | None, use_gpu: bool | None) -> tuple[int, bool]:
-    """(model actors, on GPUs?): one per GPU where the cluster has GPUs, else one per free CPU."""
+    """(model actors, on GPUs?): one per GPU where the cluster has GPUs, else one per free CPU but
+    one (a pool holding every CPU would leave none for Ray Data's read tasks, and stall)."""
     import ray
 
     from lssed.runtime import cluster_gpus
@@ -210,8 +211,9 @@ def _plan(shard_files: int, actors: int | None, use_gpu: bool | None) -> tuple[i
     gpu = gpus > 0 if use_gpu is None else bool(use_gpu)
     if gpu and gpus == 0:
         raise UserError("embedding on a GPU was asked for but the Ray cluster has no GPU")
-    limit = gpus if gpu else max(1, int(ray.available_resources().get("CPU", 1.0)))
-    n = actors if actors is not None else limit
+    free = int(ray.available_resources().get("CPU", 1.0))
+    limit = gpus if gpu else max(1, free)
+    n = actors if actors is not None else (gpus if gpu else max(1, free - 1))
     return max(1, min(int(n), limit, max(1, shard_files))), gpu
 
 
@@ -224,7 +226,7 @@ def embed_features(cfg: Any, features_uri: str, *, run_uri: str | None = None, c
     or ``checkpoint`` (``model``: the checkpoint's architecture, default inferred). ``layer``:
     a module name whose output is pooled (default: the classifier's input). ``name``: the set's
     name (default: the run's / checkpoint's, plus ``.<layer>``). ``actors``: model actors
-    (default: one per GPU, else one per free CPU, at most one per shard file); ``use_gpu``
+    (default: one per GPU, else one per free CPU but one, at most one per shard file); ``use_gpu``
     None: GPUs when the cluster has them. Ray is started (or joined) as ``cfg.ray`` says.
     """
     import ray
@@ -242,7 +244,7 @@ def embed_features(cfg: Any, features_uri: str, *, run_uri: str | None = None, c
     marker = feats.read_json(SUCCESS_MARKER)
     stored = config_to_dict(stored_feature_config(marker, features_uri))
     preprocess = (marker.get("config") or {}).get("preprocess")
-    loaded = _load_model(cfg, features_uri, stored, preprocess, run_uri=run_uri, checkpoint=checkpoint, model=model)
+    loaded = _load_model(cfg, stored, preprocess, run_uri=run_uri, checkpoint=checkpoint, model=model)
     Embedder(loaded.net, layer)  # an unknown --layer fails here, before any Ray work
     fc = getattr(loaded.net, "fc", None)
     run_cfg = config_from_dict({"storage": config_to_dict(cfg.storage), "features": loaded.features,
