@@ -35,7 +35,7 @@ SAFETY_FRACTION = 0.5
 
 @dataclass(frozen=True)
 class IngestPlan:
-    """The decision and the numbers it was made from (logged, and kept in the run's config)."""
+    """The decision and the numbers it was made from (logged at INFO by :func:`ingest_plan_for`)."""
 
     materialize: bool
     reason: str
