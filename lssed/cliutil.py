@@ -18,7 +18,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="YAML",
         help="a YAML config file, or a shipped config by name: demo, lssed (paper scale), quality, "
-        "crosscorpus (lssed/configs/, also workflows/configs/); --set overrides are applied on top",
+        "crosscorpus, transfer_demo (lssed/configs/, also workflows/configs/); --set overrides are applied on top",
     )
     parser.add_argument(
         "--set",
