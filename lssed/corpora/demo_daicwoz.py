@@ -62,7 +62,8 @@ CLOSING = "Okay, I think I have asked everything I need to. Thanks for sharing y
 # (question, the answer's two clauses): neutral content, the same for every participant
 TURNS: tuple[tuple[str, str, str], ...] = (
     ("How are you doing today?", "I am doing okay, I guess.", "It has been a long week at work."),
-    ("Where are you from originally?", "I grew up in a small town near the coast.", "I moved here about five years ago."),
+    ("Where are you from originally?", "I grew up in a small town near the coast.",
+     "I moved here about five years ago."),
     ("What do you do to relax?", "I usually go for a walk in the evening.", "Sometimes I read a book before bed."),
     ("How easy is it for you to get a good night's sleep?", "It depends on the night.",
      "Some nights I wake up very early."),
@@ -136,7 +137,8 @@ def build_daicwoz_demo(out_dir: str | Path, *, participants: int = 24, turns: in
     out.mkdir(parents=True, exist_ok=True)
     people = _participants(participants, seed, pattern)
     ours = {f"{p.pid}_P" for p in people}
-    stale = sorted(d.name for d in out.iterdir() if d.is_dir() and re.fullmatch(r"\d+_P", d.name) and d.name not in ours)
+    stale = sorted(d.name for d in out.iterdir()
+                   if d.is_dir() and re.fullmatch(r"\d+_P", d.name) and d.name not in ours)
     if stale:  # left by an earlier, larger build: in no list now, so the adapter rejects their turns
         log.warning("daicwoz demo: %s already holds %d other participant folders (%s...); delete them or "
                     "use an empty OUT", out, len(stale), ", ".join(stale[:3]))
@@ -273,7 +275,8 @@ def _write_lists(out: Path, people: list[Participant], test_split: bool) -> None
     for part in ("train", "dev"):
         with (out / LISTS[part]).open("w", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(("Participant_ID", "PHQ8_Binary", "PHQ8_Score", "Gender") + tuple(f"PHQ8_{i}" for i in ITEMS))
+            writer.writerow(("Participant_ID", "PHQ8_Binary", "PHQ8_Score", "Gender")
+                            + tuple(f"PHQ8_{i}" for i in ITEMS))
             for p in people:
                 if p.part == part:
                     writer.writerow((p.pid, p.binary, p.score, int(p.gender == "M")) + p.items)

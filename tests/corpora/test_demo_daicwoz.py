@@ -38,7 +38,8 @@ def _audio(root: Path, pid: str) -> tuple[np.ndarray, int]:
 
 
 def _participant_turns(root: Path, pid: str) -> list[tuple[float, float]]:
-    return [(float(r["start_time"]), float(r["stop_time"])) for r in _transcript(root, pid) if r["speaker"] == "Participant"]
+    rows = _transcript(root, pid)
+    return [(float(r["start_time"]), float(r["stop_time"])) for r in rows if r["speaker"] == "Participant"]
 
 
 def test_adapter_reads_the_official_split(interviews: DaicwozDemo) -> None:
@@ -172,4 +173,5 @@ def test_transfer_demo_config_validates_with_the_demo_interviews(interviews: Dai
     assert cfg.stages.train and not cfg.stages.tune
     validate_config(cfg, "workflow")
     with pytest.raises(ConfigError, match="transfer.corpus.root"):  # not generated yet: says which key
-        validate_config(load_config("transfer_demo", [f"transfer.corpus.root={interviews.root / 'missing'}"]), "workflow")
+        missing = interviews.root / "missing"
+        validate_config(load_config("transfer_demo", [f"transfer.corpus.root={missing}"]), "workflow")
