@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,7 +363,3 @@ def embed_shards(baseline: Baseline, shards: Any, *, batch_rows: int = 64, sampl
         "embedding": embedding.cast(pa.list_(pa.float32())),
     })
     return table.sort_by("utt_id")
-
-
-def window_text(window_ms: float | None) -> str:
-    return "—" if window_ms is None or not math.isfinite(window_ms) else f"{window_ms:g} ms"
