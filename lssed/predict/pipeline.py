@@ -295,7 +295,9 @@ def build_dataset(items: Sequence[MediaInput], spec: Any, pcfg: Any, *, method: 
     ds = ray.data.from_arrow(media_table(items)).repartition(min(len(items), 10_000))
     ds = ds.map_batches(
         MediaWorker, batch_size=1, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=decode_actors, max_tasks_in_flight_per_actor=1),
+        # a fixed pool (an autoscaling one cannot grow with one task in flight per actor); one
+        # file at a time per actor, as files take seconds to minutes each
+        compute=ray.data.ActorPoolStrategy(size=decode_actors, max_tasks_in_flight_per_actor=1),
         num_cpus=1,
         fn_constructor_kwargs={"chain_cfg": spec.chain_config(), "pcfg": pcfg, "method": method,
                                "storage": media_storage},

@@ -22,6 +22,9 @@ pytestmark = [pytest.mark.ray]
 # The run scored whole utterances; windows longer than the longest demo utterance keep each
 # given segment one window, so the two see the same input.
 WHOLE = ("--set", "predict.max_segment_s=30")
+# Each run starts its own actors (torch imports): one media actor is enough where the pool's
+# size is not what is tested, and it keeps the file's time down on a 2-core machine.
+ONE_ACTOR = ("--set", "predict.decode_actors=1")
 
 
 def _timeline(out) -> list[dict]:
@@ -52,7 +55,8 @@ def given(held_out, demo_run, tmp_path_factory):
     """Given segments with --run (through the command line)."""
     segments, *_ = held_out
     out = tmp_path_factory.mktemp("given")
-    assert main(["predict", "--segments", str(segments), "--run", demo_run[0].uri, "--out", str(out), *WHOLE]) == 0
+    assert main(["predict", "--segments", str(segments), "--run", demo_run[0].uri, "--out", str(out), *WHOLE,
+                 "--set", "predict.decode_actors=2"]) == 0
     return out
 
 
@@ -84,11 +88,15 @@ def test_given_segments_match_the_runs_own_predictions(given, held_out):
 
 
 def test_exported_onnx_gives_the_same_labels_as_the_run(given, held_out, demo_run, tmp_path):
-    segments, rows, _, class_names = held_out
+    _, rows, _, class_names = held_out
+    rows = [r for r in rows if r["media_uri"] == rows[0]["media_uri"]]  # one file's utterances suffice
+    segments = tmp_path / "segments.csv"
+    segments.write_text("path,start,end\n" + "".join(f"{r['media_uri']},{r['start_s']},{r['end_s']}\n" for r in rows))
     model = tmp_path / "model.onnx"
     assert main(["models", "export", demo_run[0].uri, "--format", "onnx", "--out", str(model)]) == 0
     out = tmp_path / "onnx"
-    assert main(["predict", "--segments", str(segments), "--checkpoint", str(model), "--out", str(out), *WHOLE]) == 0
+    assert main(["predict", "--segments", str(segments), "--checkpoint", str(model), "--out", str(out), *WHOLE,
+                 *ONE_ACTOR]) == 0
     ours = _labels_by_utterance(_timeline(out), rows)
     theirs = _labels_by_utterance(_timeline(given), rows)
     assert {u: t["label"] for u, t in ours.items()} == {u: t["label"] for u, t in theirs.items()}
@@ -108,7 +116,7 @@ def folder_run(held_out, demo_run, tmp_path_factory):
     (folder / "sub" / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 this is no video" * 40)
     (folder / "notes.txt").write_text("not media: skipped by extension")
     out = tmp_path_factory.mktemp("folder_out")
-    assert main(["predict", str(folder), "--run", demo_run[0].uri, "--out", str(out)]) == 0
+    assert main(["predict", str(folder), "--run", demo_run[0].uri, "--out", str(out), *ONE_ACTOR]) == 0
     return folder, media, out
 
 
@@ -160,7 +168,7 @@ def test_fixed_windows_from_s3_to_s3_tile_the_file(held_out, demo_run, s3_endpoi
         bucket.write_bytes(fh.read(), "videos", name)
     out = Storage("s3://lssed-test/predict-out", endpoint_url=s3_endpoint)
     assert main(["predict", bucket.join_uri("videos"), "--run", demo_run[0].uri, "--out", out.uri, "--vad", "none",
-                 "--set", f"storage.endpoint_url={s3_endpoint}"]) == 0
+                 "--set", f"storage.endpoint_url={s3_endpoint}", *ONE_ACTOR]) == 0
     timeline = pq.read_table(out.path("timeline.parquet"), filesystem=out.filesystem).to_pylist()
     assert {t["media"] for t in timeline} == {bucket.join_uri("videos", name)}
     (whole,) = decode_file(local, [Segment(None, None)])
