@@ -126,3 +126,12 @@ def test_one_class_in_train_says_what_is_needed(planted):
     with pytest.raises(clf.TransferError, match="both classes"):
         clf.select_classifier("logreg", tr.features, np.zeros(len(tr), dtype=int), np.asarray(tr.ids), folds=5,
                               seed=0)
+
+
+def test_intervals_leave_out_resamples_without_both_classes():
+    """A perfect classifier on four dev participants: F1 is 1 in every resample that has a depressed one."""
+    truth, pred = np.array([1, 0, 0, 1]), np.array([1, 0, 0, 1])
+    ci = clf.bootstrap_intervals(truth, pred, clf.CLASSIFICATION_METRICS, n=300, seed=0, both_classes=True)
+    assert ci == {"f1_depressed": (1.0, 1.0), "macro_f1": (1.0, 1.0), "ua": (1.0, 1.0)}
+    counted = clf.bootstrap_intervals(truth, pred, clf.CLASSIFICATION_METRICS, n=300, seed=0)
+    assert counted["f1_depressed"][0] == 0.0  # what counting one-class resamples as F1 0 would report
