@@ -93,11 +93,11 @@ def test_missing_run_is_exit_2(demo_run, tmp_path: Path) -> None:
         embed_features(load_config(None, []), features, run_uri=str(tmp_path / "no-such-run"), out=Storage(str(tmp_path)))
 
 
-def test_layers_and_recomputed_logmel(demo_run) -> None:
-    """No Ray: the hook on another layer, an unknown layer, and log-mel recomputed from the waveform."""
-    run, results, features = demo_run
-    net, meta = model_from_run(run.uri)
-    table = _shards(features, ["utt_id", "split", "n_frames", "logmel", "waveform"]).slice(0, 6)
+def test_layers(demo_run) -> None:
+    """No Ray: the hook on another layer, and an unknown layer."""
+    run, _results, features = demo_run
+    net, _ = model_from_run(run.uri)
+    table = _shards(features, ["utt_id", "split", "n_frames", "logmel"]).slice(0, 3)
     stored = table_utterances(table, n_mels=128, recompute=False)
     device = torch.device("cpu")
     default = embed_utterances(Embedder(net), stored, device)
@@ -109,8 +109,31 @@ def test_layers_and_recomputed_logmel(demo_run) -> None:
     assert {v.shape for v in layer3.values()} == {(256,)}
     with pytest.raises(UserError, match="layer9.*top-level modules: conv1"):
         Embedder(net, "layer9")
-    # the same settings recomputed from the stored waveform: the log-mel the shards hold, so ~ the same vectors
-    waves = table_utterances(table, n_mels=128, recompute=True)
-    recomputed = embed_utterances(Embedder(net), waves, device, dict(meta["features"]))
-    for utt in default:
-        np.testing.assert_allclose(recomputed[utt], default[utt], rtol=1e-3, atol=1e-3)
+
+
+def test_run_with_other_stft_settings_recomputes_logmel(demo_run, tmp_path: Path) -> None:
+    """A run trained at hop 256 on shards made at hop 512: log-mel comes from the stored waveform."""
+    import json
+    import shutil
+    from types import SimpleNamespace
+
+    from lssed.features import logmel
+
+    run, _results, features = demo_run
+    other = tmp_path / "runs" / "hop256"
+    shutil.copytree(run.root, other)
+    results = json.loads((other / "results.json").read_text())
+    results["feature_config"]["hop_length"] = 256  # the conv net is size-agnostic: the same weights load
+    (other / "results.json").write_text(json.dumps(results))
+    res = embed_features(load_config(None, []), features, run_uri=str(other), out=Storage(str(tmp_path)), actors=1)
+    meta = res.meta
+    assert meta["features_recomputed"] is True and (meta["hop_ms"], meta["window_ms"]) == (16.0, 64.0)
+    assert meta["stored_features"]["hop_length"] == 512 and meta["features"]["hop_length"] == 256
+    got = dict(zip(*(read_embeddings(res.uri).column(c).to_pylist() for c in ("utt_id", "embedding"))))
+    net, _ = model_from_run(str(other))
+    row = _shards(features, ["utt_id", "waveform"]).to_pylist()[0]
+    wave = torch.tensor(row["waveform"], dtype=torch.float32)[None] / 32768.0
+    with torch.no_grad():
+        x = logmel(wave, SimpleNamespace(**meta["features"])).unsqueeze(1)  # (1, 1, 128, frames at hop 256)
+        direct = torch.flatten(net.avgpool(net.forward_features(net.check_input(x))), 1)[0].numpy()
+    np.testing.assert_allclose(np.asarray(got[row["utt_id"]], np.float32), direct, rtol=1e-4, atol=1e-5)
