@@ -104,7 +104,8 @@ def main() -> int:
     with open(corpus / "corpus.csv") as fh:
         spans: dict[str, list[Segment]] = {}
         for r in _csv.DictReader(fh):
-            spans.setdefault(str((corpus / r["path"]).resolve()), []).append(Segment(float(r["start"]), float(r["end"])))
+            media_path = str((corpus / r["path"]).resolve())
+            spans.setdefault(media_path, []).append(Segment(float(r["start"]), float(r["end"])))
     c0 = time.process_time()
     for m, segs in spans.items():
         for x in decode_file(m, sorted(segs, key=lambda g: g.start_s)):
@@ -183,7 +184,8 @@ def main() -> int:
         r = results["r_ray"]
         print(f"| (r) `lssed predict` on local Ray, {args.actors} media actors, all Ray processes | {r['cpu_s']:.1f} | "
               f"{r['audio_per_cpu_s']:.1f} |")
-    print(f"\n(p) by step: prepare (decode, VAD, chain) {steps['prepare']:.1f} CPU s, model {steps['model']:.1f} CPU s; "
+    print(f"\n(p) by step: prepare (decode, VAD, chain) {steps['prepare']:.1f} CPU s, "
+          f"model {steps['model']:.1f} CPU s; "
           f"(p)/(c) = {results['p_over_c']:.2f} (goal >= 0.67: at most 1.5x the chain's cost)")
     print(f"JSON: {args.out}")
     return 0

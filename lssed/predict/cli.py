@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segments", metavar="CSV", help="a CSV of segments path,start,end to predict on")
     parser.add_argument("--vad", choices=["silero", "energy", "none"], default=None,
                         help="segmentation of media without given segments (default predict.vad: silero)")
-    parser.add_argument("--classes", metavar="A,B,...", default=None,
+    parser.add_argument("--classes", "--class-names", dest="classes", metavar="A,B,...", default=None,
                         help="--checkpoint state_dict: its classes in output order (default angry,neutral,happy,sad)")
     parser.add_argument("--model", default=None,
                         help="--checkpoint state_dict: the zoo model it fits (default: inferred from its tensors)")

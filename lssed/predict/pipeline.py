@@ -54,7 +54,6 @@ ROW_SCHEMA = pa.schema([
     ("code", pa.string()),
     ("reason", pa.string()),
 ])
-OUTPUT_SCHEMA = pa.schema([f for f in ROW_SCHEMA if f.name != "logmel"] + [pa.field("probabilities", pa.list_(pa.float32()))])
 
 
 @dataclass
@@ -239,7 +238,8 @@ class MediaWorker:
         rows: list[dict[str, Any]] = []
         for rec in batch.to_pylist():
             spans = json.loads(rec["segments"]) if rec["segments"] else None
-            item = MediaInput(rec["media"], tuple((float(s), float(e)) for s, e in spans) if spans is not None else None)
+            given = tuple((float(s), float(e)) for s, e in spans) if spans is not None else None
+            item = MediaInput(rec["media"], given)
             rows.extend(result_rows(prepare_media(item, self.chain_cfg, self.pcfg, method=self.method,
                                                   storage=self.storage)))
         return rows_table(rows)

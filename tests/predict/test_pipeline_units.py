@@ -65,7 +65,8 @@ def test_predict_windows_batches_equal_lengths_only():
         return np.stack([x[:, 0, 0, 0], -x[:, 0, 0, 0]], axis=1)
 
     rows = [{"kind": WINDOW, "media": "m", "start_s": float(i), "end_s": float(i + 1), "region": 0, "flags": "",
-             "n_mels": 2, "n_frames": t, "logmel": np.full(2 * t, i, np.float32)} for i, t in enumerate([5, 3, 5, 5, 3])]
+             "n_mels": 2, "n_frames": t, "logmel": np.full(2 * t, i, np.float32)}
+            for i, t in enumerate([5, 3, 5, 5, 3])]
     rows.insert(2, {"kind": MEDIA, "media": "m", "ok": True, "duration_s": 9.0, "regions": "[]"})
     probs = predict_windows(fake, rows_table(rows), batch_size=2)
     assert sorted(calls) == sorted([(2, 1, 2, 5), (1, 1, 2, 5), (2, 1, 2, 3)])
@@ -96,3 +97,22 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
         main(["predict", str(media), "--run", "r", "--checkpoint", "c", "--out", "o"])
     assert exc.value.code == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_an_imported_state_dict_runs_with_the_stated_classes_and_settings(tmp_path):
+    import torch
+
+    from lssed.models import create_model
+    from lssed.predict.model import load_predictor, spec_from_file
+
+    torch.manual_seed(0)
+    torch.save(create_model("resnet18", num_classes=3).state_dict(), tmp_path / "state.pt")
+    cfg = load_config(None, ["features.n_mels=64", "preprocess.denoise=none"])
+    spec = spec_from_file(str(tmp_path / "state.pt"), cfg, class_names=("calm", "tense", "sad"))
+    assert (spec.kind, spec.model, spec.class_names) == ("checkpoint", "resnet18", ("calm", "tense", "sad"))
+    chain = spec.chain_config()
+    assert (chain.features.n_mels, chain.preprocess.denoise, spec.settings_from) == (64, "none", "user")
+    probs = load_predictor(spec)(np.zeros((2, 1, 64, 40), np.float32))
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(UserError, match="names 2 classes"):
+        spec_from_file(str(tmp_path / "state.pt"), cfg, class_names=("a", "b"))
