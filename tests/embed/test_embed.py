@@ -137,3 +137,18 @@ def test_run_with_other_stft_settings_recomputes_logmel(demo_run, tmp_path: Path
         x = logmel(wave, SimpleNamespace(**meta["features"])).unsqueeze(1)  # (1, 1, 128, frames at hop 256)
         direct = torch.flatten(net.avgpool(net.forward_features(net.check_input(x))), 1)[0].numpy()
     np.testing.assert_allclose(np.asarray(got[row["utt_id"]], np.float32), direct, rtol=1e-4, atol=1e-5)
+
+
+def test_imported_checkpoint_gives_the_runs_vectors(embedded, tmp_path: Path) -> None:
+    """The run's weights as an imported state dict, on the stored log-mel: the run's own vectors."""
+    res, _out, run, features = embedded
+    net, _ = model_from_run(run.uri)
+    ckpt = tmp_path / "resnet18-demo.pt"
+    torch.save(net.state_dict(), ckpt)
+    got = embed_features(load_config(None, []), features, checkpoint=str(ckpt), out=Storage(str(tmp_path)), actors=1)
+    assert (got.name, got.meta["source_kind"], got.meta["model"], got.meta["features_recomputed"]) == \
+        ("resnet18-demo", "checkpoint", "resnet18", False)
+    mine, theirs = read_embeddings(got.uri), read_embeddings(res.uri)
+    assert mine.column("utt_id").equals(theirs.column("utt_id"))
+    np.testing.assert_array_equal(np.asarray(mine.column("embedding").to_pylist(), np.float32),
+                                  np.asarray(theirs.column("embedding").to_pylist(), np.float32))
