@@ -55,6 +55,7 @@ VARIANTS: dict[str, tuple[str, tuple[str, ...], int | None]] = {
     "vgg11_long_norm_4spk": ("vgg11", LONG + NORM, 4),
     "long_8spk": ("resnet18", LONG, 8),
     "long_all": ("resnet18", LONG, None),
+    "long_aug_all": ("resnet18", LONG + AUG, None),
     "long_norm_all": ("resnet18", LONG + NORM, None),
     "demo3_norm_all": ("resnet18", BASE + NORM, None),
     "e6_norm_all": ("resnet18", ("train.epochs=6", "train.batch_size=16", "train.lr=0.01", "train.lr_step_epochs=4",
@@ -116,7 +117,9 @@ def run_variant(features_uri: str, name: str, seed: int, out: Path) -> dict[str,
     return {"variant": name, "model": model, "seed": seed, "overrides": list(overrides),
             "train_speakers": len(set(train.column("speaker").to_pylist())), "train_utts": train.num_rows,
             "test_ua": outcome.evaluations["test"].ua, "val_ua": outcome.val.ua, "best_epoch": outcome.best_epoch,
-            "seconds": round(seconds, 1), "confusion": outcome.evaluations["test"].confusion}
+            "seconds": round(seconds, 1), "confusion": outcome.evaluations["test"].confusion,
+            "val_ua_by_epoch": [round(h.val.ua, 3) for h in outcome.history],
+            "train_loss_by_epoch": [round(h.train_loss, 3) for h in outcome.history]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ def test_the_demo_config_is_the_default():
     demo = load_config(DEMO_CONFIG)
     assert cfg.corpus == demo.corpus and cfg.train.models == demo.train.models
     assert cfg.train.epochs == 1 and cfg.stages.force is True and cfg.storage.root == "s3://b/wf"
-    assert demo.corpus.name == "demo" and demo.stages.tune and demo.train.epochs <= 10
+    assert demo.corpus.name == "demo" and demo.stages.tune and demo.train.epochs <= 15
 
 
 @pytest.mark.parametrize(
