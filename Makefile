@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make setup  - create/reuse .venv and install lssed with pinned deps (~3-5 min the first time)"
 	@echo "make test   - setup, then run the whole test suite (what CI runs)"
-	@echo "make demo   - setup, then run workflows/full.py on the embedded demo corpus"
+	@echo "make demo   - setup, then run workflows/full.py on the embedded demo corpus and predict one video"
 	@echo "make bench  - setup, then run the CPU benchmarks in benchmarks/"
 
 setup: $(STAMP)
@@ -28,8 +28,12 @@ test: setup
 test-fast: setup
 	RAY_AUTH_MODE=disabled $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The workflow on the embedded demo, then `lssed predict` on one video of a held-out (test)
+# speaker with the workflow's best run: runs/demo/predict/{timeline.csv,summary.csv,plots/}.
 demo: setup
 	RAY_AUTH_MODE=disabled $(PY) workflows/full.py
+	RAY_AUTH_MODE=disabled $(VENV)/bin/lssed predict $$(ls runs/demo/corpus/demo-*/demo/media/spk03_*.mp4 | head -1) \
+		--run runs/demo --out runs/demo/predict
 
 bench: setup
 	$(PY) benchmarks/preprocess.py

@@ -11,7 +11,8 @@ silero, the default; energy: no model; none: fixed windows over the whole file).
 regions are cut into windows of predict.max_segment_s overlapping by predict.overlap_s.
 
 The model: --run, a finished run (its validation-selected best_model.pt; classes, feature and
-preprocessing settings read from the run), or --checkpoint: a state_dict from `lssed models
+preprocessing settings read from the run; a workflow's storage root, e.g. runs/demo, means its
+run with the best validation UA), or --checkpoint: a state_dict from `lssed models
 import` (classes with --classes, default angry,neutral,happy,sad; feature/preprocess settings
 from --config/--set, default the paper's) or an .onnx / TorchScript file from `lssed models
 export` (everything from its metadata).
@@ -33,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="media files, folders or segment CSVs (local or s3://)")
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--run", metavar="RUN_URI", help="a finished run directory (local or s3://)")
+    model.add_argument("--run", metavar="RUN_URI",
+                       help="a finished run directory, or a workflow's storage root (its best run by validation UA); "
+                       "local or s3://")
     model.add_argument("--checkpoint", metavar="FILE",
                        help="a state_dict (.pt, `lssed models import`) or an export (.onnx / TorchScript)")
     parser.add_argument("--out", metavar="DIR", help="where to write the timeline (local path or s3://BUCKET/PREFIX)")

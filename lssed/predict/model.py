@@ -24,6 +24,7 @@ from typing import Any, Callable, Literal, Mapping
 import numpy as np
 
 from lssed.errors import InputNotFoundError, UserError
+from lssed.workflow import WORKFLOW_SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,23 @@ def is_exported(path: str | Path) -> bool:
         return any(n.endswith("/extra/" + TORCHSCRIPT_METADATA_FILE) for n in zf.namelist())
 
 
+def best_workflow_run(root: Any) -> tuple[Any, Any]:
+    """``root`` is a workflow's storage (it holds workflow.json): its finished run with the best
+    validation UA (the selection the benchmark itself makes; test scores never choose a model)."""
+    from lssed.train.outputs import read_results
+
+    names = root.read_json(WORKFLOW_SUMMARY).get("runs") or []
+    finished = [(run, res) for run in (root.child("runs", n) for n in names)
+                if (res := read_results(run)) is not None and res.val is not None]
+    if not finished:
+        raise InputNotFoundError(f"--run {root.uri} is a workflow root, but none of its runs {names} has finished; "
+                                 "pass a finished run directory (<root>/runs/NAME) or --checkpoint FILE")
+    run, results = max(finished, key=lambda pair: pair[1].val.ua)
+    log.info("--run %s is a workflow: predicting with its best run by validation UA, %s (val UA %.3f)",
+             root.uri, results.run_name, results.val.ua)
+    return run, results
+
+
 def spec_from_run(run_uri: str, storage_cfg: Any = None) -> ModelSpec:
     """A finished run: everything read from the run and its feature set, nothing retyped."""
     from lssed.storage import SUCCESS_MARKER, storage_from_config
@@ -75,6 +93,8 @@ def spec_from_run(run_uri: str, storage_cfg: Any = None) -> ModelSpec:
 
     run = storage_from_config(storage_cfg, run_uri)
     results = read_results(run)
+    if results is None and run.exists(WORKFLOW_SUMMARY):
+        run, results = best_workflow_run(run)
     if results is None:
         raise InputNotFoundError(f"--run {run.uri} has no results.json: it is not a finished run (finish it with "
                                  "`lssed train`), or pass a model file with --checkpoint")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 
@@ -116,3 +119,24 @@ def test_an_imported_state_dict_runs_with_the_stated_classes_and_settings(tmp_pa
     assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(UserError, match="names 2 classes"):
         spec_from_file(str(tmp_path / "state.pt"), cfg, class_names=("a", "b"))
+
+
+def test_run_may_name_a_workflow_root_and_means_its_best_run_by_validation(demo_run, tmp_path):
+    """`--run runs/demo` (what `make demo` does): the workflow's finished run with the best val UA;
+    a root whose runs never finished is a user error naming them."""
+    from lssed.predict.model import spec_from_run
+    from lssed.storage import Storage
+
+    run, results, _ = demo_run
+    root = Storage(str(tmp_path / "wf"))
+    shutil.copytree(run.root, root.child("runs", "good").root)
+    worse = json.loads(run.read_bytes("results.json"))
+    worse["val"]["ua"] = results.val.ua - 0.1
+    shutil.copytree(run.root, root.child("runs", "worse").root)
+    root.child("runs", "worse").write_bytes(json.dumps(worse).encode(), "results.json")
+    root.write_bytes(json.dumps({"runs": ["worse", "good", "unfinished"]}).encode(), "workflow.json")
+    assert spec_from_run(root.uri).uri == root.child("runs", "good").uri
+
+    root.write_bytes(json.dumps({"runs": ["unfinished"]}).encode(), "workflow.json")
+    with pytest.raises(InputNotFoundError, match="unfinished"):
+        spec_from_run(root.uri)
