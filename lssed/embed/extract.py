@@ -104,29 +104,15 @@ def embed_utterances(embedder: Embedder, items: Iterable[Utterance], device: tor
 
 
 def table_utterances(table: pa.Table, *, n_mels: int, recompute: bool) -> list[Utterance]:
-    """Every row of a shard table as an :class:`Utterance` (labelled or not: label -1 when null).
+    """Every row of a shard table as an :class:`Utterance` (label -1: embeddings need none).
 
     ``recompute``: the ``waveform`` column (int16 PCM) to make log-mel from, else ``logmel``."""
-    from lssed.train.data import PCM_SCALE
+    from lssed.train.data import utterances
 
     column = "waveform" if recompute else "logmel"
-    arr = table.column(column).combine_chunks()
-    if arr.null_count:
-        raise UserError(f"{arr.null_count} rows have no {column!r}: " + (
+    nulls = table.column(column).null_count
+    if nulls:
+        raise UserError(f"{nulls} rows have no {column!r}: " + (
             "imported shards hold no waveform, so they cannot be embedded with other STFT settings; embed with "
             "a model trained on these settings" if recompute else "the shards are incomplete; rerun preprocess"))
-    values, offsets = arr.values.to_numpy(zero_copy_only=False), arr.offsets.to_numpy()
-    frames = table.column("n_frames").to_numpy(zero_copy_only=False).astype(np.int64)
-    ids = table.column("utt_id").to_pylist()
-    splits = table.column("split").to_pylist()
-    items = []
-    for i, utt in enumerate(ids):
-        chunk = values[int(offsets[i]):int(offsets[i + 1])]
-        if recompute:
-            data = chunk.astype(np.float32) / PCM_SCALE
-        else:
-            if chunk.size != n_mels * int(frames[i]):
-                raise ValueError(f"utterance {utt!r}: logmel size {chunk.size} != {n_mels}*{frames[i]}")
-            data = np.asarray(chunk, dtype=np.float32).reshape(n_mels, int(frames[i]))
-        items.append(Utterance(utt, -1, str(splits[i]), data, recompute))
-    return items
+    return list(utterances(table, n_mels=n_mels, recompute=recompute, labelled=False))

@@ -419,14 +419,15 @@ def _labels(table: pa.Table) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def utterances(table: pa.Table, *, n_mels: int, recompute: bool) -> Iterator[Utterance]:
-    """Whole utterances for evaluation, one per row."""
+def utterances(table: pa.Table, *, n_mels: int, recompute: bool, labelled: bool = True) -> Iterator[Utterance]:
+    """Whole utterances for evaluation, one per row (``labelled=False``: label4 is not read and
+    every label is -1, for passes that need no label, such as embeddings of any corpus)."""
     column = "waveform" if recompute else "logmel"
     values, offsets = _list_column(table, column)
     n_frames = table.column("n_frames").to_numpy(zero_copy_only=False).astype(np.int64)
     utt = table.column("utt_id").to_pylist()
     split = table.column("split").to_pylist()
-    labels = _labels(table)
+    labels = _labels(table) if labelled else np.full(table.num_rows, -1, dtype=np.int64)
     for i in range(len(utt)):
         chunk = values[int(offsets[i]):int(offsets[i + 1])]
         if recompute:
