@@ -111,17 +111,6 @@ def _committed(out: Storage, name: str, features_uri: str, source: str) -> dict[
     return None
 
 
-def _embed_actors(cfg: Config) -> int:
-    """Model actors for ``embed_features``: half the cluster's free CPUs (GPU clusters: embed picks one per
-    GPU within this), because a CPU pool that takes every CPU leaves none for Ray Data's read tasks."""
-    import ray
-
-    from lssed.runtime import init_ray
-
-    init_ray(cfg.ray)
-    return max(1, int(ray.available_resources().get("CPU", 2.0)) // 2)
-
-
 def _run_embeddings(cfg: Config, features_uri: str, digest8: str, run_uri: str, out: Storage) -> tuple[dict, Any]:
     from lssed.embed.compute import embed_features, read_embeddings
 
@@ -129,7 +118,7 @@ def _run_embeddings(cfg: Config, features_uri: str, digest8: str, run_uri: str, 
     name = f"{run.root.rstrip('/').rsplit('/', 1)[-1]}.{digest8}"
     meta = None if cfg.transfer.force else _committed(out, name, features_uri, run.uri)
     if meta is None:
-        es = embed_features(cfg, features_uri, run_uri=run_uri, out=out, name=name, actors=_embed_actors(cfg))
+        es = embed_features(cfg, features_uri, run_uri=run_uri, out=out, name=name)
         meta = {**es.meta, "uri": es.uri}
     else:
         log.info("transfer: reusing the embeddings of %s at %s", run_uri, meta["uri"])
