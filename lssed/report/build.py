@@ -21,6 +21,7 @@ from typing import Any
 from lssed.report import html as html_mod
 from lssed.report import plots, tables
 from lssed.report.load import LoadedRuns, load_runs
+from lssed.report.table6 import table6_transfer
 from lssed.report.tables import Table
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ def _transfer_tables(loaded: LoadedRuns, storage_cfg: Any | None, missing: list[
         missing.append(f"transfer results unreadable under {root.uri} ({exc})")
         return []
     missing += problems
-    return [tables.table6_transfer(found)] if found else []
+    return [table6_transfer(found)] if found else []
 
 
 def build_report(runs_uri: str, out_dir: str | Path, *, storage_cfg: Any | None = None) -> Report:

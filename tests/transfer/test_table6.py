@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from lssed.report.tables import table6_transfer, to_csv
+from lssed.report.table6 import table6_transfer
+from lssed.report.tables import to_csv
 from lssed.storage import Storage
 from lssed.transfer.stage import FeatureScores, TransferResults, load_transfer_results
 
