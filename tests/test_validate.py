@@ -88,6 +88,29 @@ def test_empty_mel_bands_are_counted_as_the_transform_builds_them():
                                                 "features.hop_length=128", stages=("preprocess",))
 
 
+def test_the_quick_mel_band_check_never_passes_a_config_torchaudio_finds_empty_bands():
+    """validate answers from numpy when every band clearly holds a bin; torchaudio must agree."""
+    import torchaudio.functional as AF
+
+    from lssed.config import FeatureConfig
+    from lssed.validate import _every_mel_band_has_a_bin
+
+    quick = 0
+    for sr in (8000, 16000, 22050):
+        for n_fft in (256, 512, 1024, 2048):
+            for n_mels in (40, 64, 80, 128, 256):
+                for f_min, f_max in ((0.0, None), (20.0, None), (50.0, 4000.0)):
+                    if n_mels > n_fft // 2 + 1 or (f_max is not None and f_max > sr / 2):
+                        continue
+                    f = FeatureConfig(sample_rate=sr, n_fft=n_fft, win_length=n_fft, n_mels=n_mels, f_min=f_min, f_max=f_max)
+                    if _every_mel_band_has_a_bin(f):
+                        quick += 1
+                        fb = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max or sr / 2, n_mels, sr,
+                                                norm="slaney", mel_scale="slaney")
+                        assert int((fb.max(dim=0).values <= 0).sum()) == 0, (sr, n_fft, n_mels, f_min, f_max)
+    assert quick > 20  # the quick path answers the usual configs
+
+
 def test_imported_spectrograms_skip_the_filterbank_check():
     cfg = load_config(DEMO, ["features.n_fft=256", "features.win_length=256", "features.hop_length=128"])
     validate_config(cfg, "import")

@@ -215,7 +215,7 @@ def preprocess(cfg: Config, manifest_uri: str | os.PathLike[str], *, out: Storag
         from lssed.preprocess.pipeline import run_chunks
         from lssed.runtime import init_ray
 
-        init_ray(cfg.ray)
+        init_ray(cfg.ray, data_only=True)  # a no-op inside the workflow, which started Ray already
         t_run = time.perf_counter()
         for k, summary in enumerate(run_chunks(pending, cfg, out=dest, media_storage=media_storage), 1):
             log.info("chunk %d done (%d/%d this run): %d rows, %d quarantined", summary["chunk"], k, len(pending),
