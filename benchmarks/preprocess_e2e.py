@@ -9,8 +9,10 @@ imports, and load from other users of a shared machine falls on both alike:
     output folder each time so nothing is skipped. Its wall time runs from process start to
     exit: Python imports, Ray's local start-up, the pipeline, the row check, the commit and
     Ray's shutdown. The config is the one a user gets (``preprocess.num_actors`` unset: as
-    many actors as the local Ray's free logical CPUs, which is 2x the cores) unless
-    ``--actors`` passes ``--set preprocess.num_actors=N``. The child's stderr lines are
+    many actors as the local Ray's free logical CPUs; the count is read off the CLI's log and
+    reported) unless ``--actors`` passes ``--set preprocess.num_actors=N``. The children get
+    the caller's environment (plus ``RAY_AUTH_MODE=disabled`` if unset, as this project's
+    tests run Ray), thread settings included. The child's stderr lines are
     time-stamped here as they arrive, which splits its wall time into phases (imports,
     Ray start-up, first chunk, last chunk, commit, shutdown).
 (B) a plain sequential script a researcher would write (:func:`plain_preprocess`, this
@@ -402,7 +404,7 @@ def main() -> int:
     p.add_argument("--work", default=".benchout/preprocess_e2e", help="corpus cache and outputs")
     p.add_argument("--out", default=".benchout/preprocess_e2e.json", help="JSON results")
     p.add_argument("--speakers", type=int, default=24, help="demo corpus speakers (test split: ~1/5 of them)")
-    p.add_argument("--per-class", type=int, default=40, help="demo utterances per speaker and class")
+    p.add_argument("--per-class", type=int, default=52, help="demo utterances per speaker and class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--manifest", help="use this manifest (its test split) instead of building the demo corpus")
     p.add_argument("--repeats", type=int, default=2, help="A, B pairs, interleaved")
@@ -421,8 +423,7 @@ def main() -> int:
     # the children get the caller's environment as it is: benchmarks/preprocess.py (imported
     # for its corpus cache) sets OMP_NUM_THREADS=1 in this process, which a user would not have
     env = dict(os.environ)
-    env.setdefault("RAY_AUTH_MODE", "disabled")
-    env.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")  # bars to a pipe are noise, not work
+    env.setdefault("RAY_AUTH_MODE", "disabled")  # as the project's tests and CI run Ray here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     sys.path.insert(0, str(HERE))
     work = Path(args.work).resolve()
@@ -459,6 +460,8 @@ def main() -> int:
         "data": {"manifest": str(manifest), "held_out": held_desc, "rows": runs_b[0]["rows"] + runs_b[0]["rows_failed"],
                  "audio_s": audio_s},
         "commands": {"a": runs_a[0]["cmd"], "b": runs_b[0]["cmd"]},
+        "child_env": {k: env.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                                              "RAY_AUTH_MODE", "RAY_DATA_DISABLE_PROGRESS_BARS", "NUMBA_CACHE_DIR")},
         "loadavg": {"start": load_start, "per_repeat": loads, "end": load_end},
         "a": {"wall_s": [r["wall_s"] for r in runs_a], **{f"wall_{k}_s": v for k, v in wall_a.items()},
               "runs": [{k: v for k, v in r.items() if k != "cmd"} for r in runs_a]},
