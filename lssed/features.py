@@ -1,5 +1,7 @@
-"""Log-mel features in torch: the one implementation used by preprocess (CPU) and by the
-trainer (on the worker's device, from stored waveforms, for STFT-window sweeps).
+"""Log-mel features in torch, used by the trainer (on the worker's device, from stored
+waveforms, for STFT-window sweeps), evaluation, embedding and export. Preprocessing's CPU
+actors compute the same numbers in numpy (:mod:`lssed.features_np`, float32 rounding apart,
+tested against this module) so that they need not import torch.
 
 Paper: STFT with a Hann window of 1024 and hop 512, power 2, 128 mel bands, then log.
 The mel filterbank is slaney-scaled and slaney-normalised with zero ("constant") padding of

@@ -80,3 +80,31 @@ def test_logmel_on_gpu_matches_cpu_and_leaves_the_cpu_transform_alone():
     assert _devices(mel_transform(cfg, "cpu")) == {"cpu"}
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(logmel(x, cfg), on_cpu, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_fft": 400, "win_length": 400, "hop_length": 200}, {"win_length": 800},
+                                     {"f_min": 50.0, "f_max": 7000.0, "n_mels": 64}, {"log": "db"}, {"log": "none"}])
+def test_the_numpy_logmel_of_preprocessing_equals_the_torch_one(changes):
+    """lssed.features_np (preprocessing's CPU actors) computes logmel's numbers without torch."""
+    from lssed import features_np
+
+    cfg = dataclasses.replace(FeatureConfig(), **changes)
+    for n in (1, 300, 1025, 16000 * 3 + 77):
+        x = _signal(n, seed=n)
+        want = logmel(torch.from_numpy(x), cfg).numpy()
+        got = features_np.logmel(x, cfg)
+        assert got.dtype == np.float32 and got.shape == want.shape == (cfg.n_mels, n_frames(n, cfg.hop_length))
+        if cfg.log == "none":  # power: float32 rounding of the largest bins
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * float(want.max()))
+        else:  # log / dB: torch's float32 FFT is ~1e-5 relative off in the quietest bins
+            np.testing.assert_allclose(got, want, rtol=0, atol=5e-4 if cfg.log == "db" else 2e-4)
+
+
+def test_the_numpy_filterbank_is_torchaudios():
+    import torchaudio.functional as AF
+
+    from lssed.features_np import mel_filterbank
+
+    for sr, n_fft, n_mels, f_min, f_max in ((16000, 1024, 128, 0.0, 8000.0), (22050, 512, 40, 30.0, 9000.0)):
+        want = AF.melscale_fbanks(n_fft // 2 + 1, f_min, f_max, n_mels, sr, norm="slaney", mel_scale="slaney").numpy()
+        np.testing.assert_allclose(mel_filterbank(sr, n_fft, n_mels, f_min, f_max), want, rtol=1e-5, atol=1e-5 * want.max())

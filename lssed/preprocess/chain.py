@@ -52,14 +52,11 @@ def from_int16(pcm: np.ndarray) -> np.ndarray:
 
 
 def compute_logmel(samples: np.ndarray, feature_cfg: Any) -> np.ndarray:
-    """``(n_mels, frames)`` float32 via the shared torch implementation :func:`lssed.features.logmel`."""
-    import torch
+    """``(n_mels, frames)`` float32: :func:`lssed.features.logmel`'s numbers, computed in numpy
+    (:mod:`lssed.features_np`) so that preprocessing actors do not import torch."""
+    from lssed.features_np import logmel
 
-    from lssed.features import logmel
-
-    with torch.no_grad():
-        mel = logmel(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), feature_cfg)
-    return mel.numpy().astype(np.float32, copy=False)
+    return logmel(samples, feature_cfg)
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,17 @@ class ChunkWorker:
     """A ``map_batches`` actor: one pyarrow batch (= one or more whole chunks) -> summaries."""
 
     def __init__(self, cfg: Any, out: Storage, media_storage: Storage | None) -> None:
-        import torch
-
         from lssed.preprocess.allocator import keep_freed_memory
+        from lssed.preprocess.denoise import BATCHED
 
         if cfg.preprocess.keep_freed_memory:
             keep_freed_memory()
         # Parallelism comes from the actor pool; keep each actor on one core.
-        torch.set_num_threads(1)
         os.environ.setdefault("OMP_NUM_THREADS", "1")
+        if cfg.preprocess.denoise in BATCHED:  # only torchgate needs torch (~2 s to import)
+            import torch
+
+            torch.set_num_threads(1)
         self.cfg, self.out, self.media_storage = cfg, out, media_storage
         warm_up(cfg)
 

@@ -37,13 +37,21 @@ def test_counts_children_that_ran_and_ended_inside_the_block():
     assert sum(tree.by_name().values()) == pytest.approx(tree.cpu_s)
 
 
-def test_idle_block_costs_almost_nothing():
+def test_an_idle_tree_costs_almost_nothing():
+    """A sleeping process's tree (not pytest's own: a session's Ray processes are its children)."""
     import time
 
     cputree = _cputree()
-    with cputree.CpuTree(interval_s=0.05) as tree:
-        time.sleep(0.5)
-    assert tree.cpu_s < 0.3  # the sampler thread itself, nothing else
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3)"])
+    try:
+        time.sleep(0.3)  # past the interpreter's start-up
+        with cputree.CpuTree(interval_s=0.05, root=child.pid) as tree:
+            time.sleep(0.5)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid in tree.by_pid()
+    assert tree.cpu_s < 0.1
 
 
 def test_point_sample_includes_a_live_child():
