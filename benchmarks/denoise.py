@@ -3,7 +3,11 @@
 On the demo corpus's decoded utterances (lssed.corpora.demo, synthesised once into --work),
 each denoiser of ``preprocess.denoise`` runs on one CPU thread:
 
-- ``noisereduce`` (the default; numpy, non-stationary), one utterance at a time;
+- ``noisereduce`` (the default; numpy, non-stationary), one utterance at a time, as lssed
+  computes it (``lssed.preprocess.spectralgate``);
+- ``noisereduce-library``: ``noisereduce.reduce_noise`` itself with the same defaults (not a
+  ``preprocess.denoise`` value): the speed the default had before lssed computed it, and a
+  departure that must be float rounding;
 - ``noisereduce-stationary`` (numpy), one at a time: the spread between noisereduce's own
   two modes is the scale against which a departure is judged;
 - ``torchgate`` batched as ``process_chunk`` runs it (all utterances of a chunk at once),
@@ -40,7 +44,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 log = logging.getLogger("bench.denoise")
 
 REFERENCE = "noisereduce"
-METHODS = ("noisereduce", "noisereduce-stationary", "torchgate", "torchgate-single", "none")
+METHODS = ("noisereduce", "noisereduce-library", "noisereduce-stationary", "torchgate", "torchgate-single", "none")
 
 
 def logmel_departure(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -66,6 +70,10 @@ def run_method(method: str, clips: Sequence[np.ndarray], sample_rate: int) -> tu
         out = denoise_batch(list(clips), sample_rate, "torchgate", device="cpu")
     elif method == "torchgate-single":
         out = [denoise_batch([c], sample_rate, "torchgate", device="cpu")[0] for c in clips]
+    elif method == "noisereduce-library":
+        import noisereduce
+
+        out = [np.asarray(noisereduce.reduce_noise(y=c, sr=sample_rate, n_jobs=1), np.float32) for c in clips]
     else:
         out = [denoise(c, sample_rate, method) for c in clips]
     return out, time.process_time() - t

@@ -169,7 +169,8 @@ def plain_preprocess(manifest: str, out: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- data
 
 
-def build_heldout(work: Path, speakers: int, per_class: int, seed: int, manifest: str | None) -> tuple[Path, str]:
+def build_heldout(work: Path, speakers: int, per_class: int, seed: int, manifest: str | None,
+                  all_rows: bool = False) -> tuple[Path, str]:
     """The held-out manifest (the test split's rows, else all) and a description of it."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -182,17 +183,18 @@ def build_heldout(work: Path, speakers: int, per_class: int, seed: int, manifest
     table = pq.read_table(full)
     if "split" not in table.column_names:
         return full, f"{full.name}: whole manifest (no split column)"
-    held = table.filter(pc.equal(table.column("split"), "test"))
+    held = table if all_rows else table.filter(pc.equal(table.column("split"), "test"))
     if held.num_rows == 0:
         raise SystemExit(f"{full} has no test rows; use a bigger corpus")
     # written into work (not beside a manifest passed in), so relative media paths become absolute
     base = full.resolve().parent
     media = [m if "://" in m or os.path.isabs(m) else str(base / m) for m in held.column("media_uri").to_pylist()]
     held = held.set_column(held.column_names.index("media_uri"), "media_uri", pa.array(media, pa.string()))
-    out = work / f"{full.stem}.heldout.parquet"
+    out = work / f"{full.stem}.{'all' if all_rows else 'heldout'}.parquet"
     pq.write_table(held, out)
     speakers_held = len(set(held.column("speaker").to_pylist())) if "speaker" in held.column_names else 0
-    return out, f"{full.name}: test split ({held.num_rows} of {table.num_rows} rows, {speakers_held} speakers)"
+    what = "every split" if all_rows else "test split"
+    return out, f"{full.name}: {what} ({held.num_rows} of {table.num_rows} rows, {speakers_held} speakers)"
 
 
 # --------------------------------------------------------------------------- running the children
@@ -407,6 +409,8 @@ def main() -> int:
     p.add_argument("--per-class", type=int, default=52, help="demo utterances per speaker and class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--manifest", help="use this manifest (its test split) instead of building the demo corpus")
+    p.add_argument("--all-rows", action="store_true",
+                   help="every row of the manifest, not only its test split (to see how the ratio grows with size)")
     p.add_argument("--repeats", type=int, default=2, help="A, B pairs, interleaved")
     p.add_argument("--actors", type=int, default=None,
                    help="--set preprocess.num_actors=N for (A); default: unset, as a user runs it")
@@ -429,7 +433,7 @@ def main() -> int:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     load_start = loadavg()
-    manifest, held_desc = build_heldout(work, args.speakers, args.per_class, args.seed, args.manifest)
+    manifest, held_desc = build_heldout(work, args.speakers, args.per_class, args.seed, args.manifest, args.all_rows)
     log.info("held-out manifest %s (%s)", manifest, held_desc)
 
     runs_a, runs_b, loads = [], [], []

@@ -67,13 +67,13 @@ def test_the_committed_measurements_are_read_by_default(est):
     assert used == {(k, int(v)) for k, v in measured.items()}
     assert all("docs/performance.md" in m["source"] for m in data["measurements"])
     perf = (REPO / "docs" / "performance.md").read_text()
-    for value in ("13,021", "1,816", "2,611", "5,848", "44.5"):  # still what the doc says
+    for value in ("13,021", "1,816", "2,611", "5,848", "125.4"):  # still what the doc says
         assert value in perf
-    assert est.read_preprocess_rate(est.DEFAULT_THROUGHPUT) == 44.5
+    assert est.read_preprocess_rate(est.DEFAULT_THROUGHPUT) == 125.4
     cfg = load_config(REPO / "workflows" / "configs" / "lssed.yaml")
     gflops = {m: 5.0 for m in cfg.train.models}
     out = est.estimate(cfg, measured=measured, measured_gpu="H200", gflops=gflops, gpu_node="p5.48xlarge",
-                       preprocess_rate=44.5)
+                       preprocess_rate=125.4)
     rows = {r["model"]: r for r in out["models"]}
     assert {m for m, r in rows.items() if r["measured"]} == set(measured)
     assert rows["pyresnet152"]["train_samples_per_s"] == pytest.approx(1816 * 989 / 989, rel=1e-3)
@@ -92,7 +92,7 @@ def test_readme_table_is_the_estimate_of_the_committed_file(est, capsys):
     total = next(line for line in printed.splitlines() if line.startswith("GPU-hours:"))
     gpu_h = float(total.split("= ")[1].split()[0])
     assert f"| {gpu_h} (train" in readme
-    assert "preprocess: 4.64 CPU-h" in printed  # 206.4 h at the measured 44.5 audio-s per CPU-s
+    assert "preprocess: 1.65 CPU-h" in printed  # 206.4 h at the measured 125.4 audio-s per CPU-s
 
 
 def test_a_missing_throughput_file_is_named(est, tmp_path):
