@@ -105,7 +105,7 @@ def _gate_chunk(chunk: np.ndarray, keep_start: int, keep_stop: int, plan: _Plan)
     """The library's gate on one padded chunk, returned for samples [keep_start, keep_stop)."""
     length = chunk.shape[0]
     n_frames = length // HOP + 1  # scipy.signal.stft, boundary="zeros", padded=False
-    # Frame k covers chunk samples [k*HOP - half, k*HOP + half).
+    # Frame k covers chunk samples [k*HOP - N_FFT/2, k*HOP + N_FFT/2).
     nonzero = np.flatnonzero(chunk)
     if nonzero.size == 0:
         return np.zeros(keep_stop - keep_start, dtype=np.float32)
