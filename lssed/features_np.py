@@ -1,8 +1,8 @@
 """The log-mel of :mod:`lssed.features` in numpy, for processes that should not import torch.
 
 Preprocessing's CPU actors compute one log-mel per utterance and nothing else with torch;
-importing torch (and torchaudio) costs each actor ~2 CPU-seconds at start-up and ~300 MB of
-memory. This module computes the same numbers (float32, to float32 rounding: tests/test_features.py
+importing torch (and torchaudio) costs each actor ~2 CPU-seconds at start-up and ~0.6 GB of
+resident memory. This module computes the same numbers (float32, to float32 rounding: tests/test_features.py
 compares it with :func:`lssed.features.logmel`) as torchaudio's ``MelSpectrogram`` with lssed's
 settings: centred frames with zero padding, a periodic Hann window of ``win_length`` centred
 in ``n_fft``, power 2, slaney-scaled and slaney-normalised mel filters, then the log.

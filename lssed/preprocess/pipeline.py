@@ -93,7 +93,7 @@ def chunk_dataset(chunks: list[pa.Table], cfg: Any, *, out: Storage, media_stora
 
     ds = ray.data.from_arrow(chunks)
     # Start the whole pool before work is handed out, so that the first actor up does not take
-    # every chunk of a small job while actors on other nodes are still importing torch. Set on
+    # every chunk of a small job while actors on other nodes are still starting. Set on
     # this dataset's own DataContext (Ray Data snapshots the process's one when a dataset is
     # created), so other datasets of the process, e.g. training's, keep their setting.
     ds.context.wait_for_min_actors_s = cfg.preprocess.actor_start_timeout_s
