@@ -45,6 +45,9 @@ class ModelSpec:
     settings_from: str = "run"  # "run" / "export": recorded with the model; "user": stated on the command line
     storage: Any = None  # a lssed.storage.Storage for a run on S3 (endpoint, region)
     trust_pickle: bool = False  # a checkpoint that is a whole pickled model (--trust-pickle)
+    # The model file's bytes (kinds "checkpoint"/"exported"), read once by the driver so that
+    # model actors on any node load them (:func:`with_file_bytes`); None: read ``uri`` itself.
+    file_bytes: bytes | None = field(default=None, repr=False, compare=False)
 
     def chain_config(self) -> Any:
         """A :class:`lssed.config.Config` whose preprocess/features sections are the model's."""
@@ -153,6 +156,16 @@ def spec_from_file(path: str, cfg: Any, *, class_names: tuple[str, ...] | None =
                      settings_from="user", trust_pickle=trust_pickle)
 
 
+def with_file_bytes(spec: ModelSpec) -> ModelSpec:
+    """``spec`` carrying its model file's bytes, for actors on nodes that cannot see the driver's
+    disk (runs are read from their storage URI and need nothing)."""
+    if spec.kind == "run" or spec.file_bytes is not None:
+        return spec
+    import dataclasses
+
+    return dataclasses.replace(spec, file_bytes=Path(spec.uri).read_bytes())
+
+
 class Predictor:
     """``predictor(logmel)``: (B, 1, n_mels, T) float32 -> (B, classes) probabilities (numpy)."""
 
@@ -169,6 +182,16 @@ class Predictor:
 
 def load_predictor(spec: ModelSpec, *, device: str = "cpu", threads: int | None = None) -> Predictor:
     """The model of ``spec`` ready to run (torch models on ``device``; exports on the CPU)."""
+    if spec.file_bytes is not None:  # the driver's file, shipped: load a local copy of it
+        import dataclasses
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="lssed-model-") as tmp:
+            local = Path(tmp) / Path(spec.uri).name
+            local.write_bytes(spec.file_bytes)
+            loaded = load_predictor(dataclasses.replace(spec, uri=str(local), file_bytes=None), device=device,
+                                    threads=threads)
+        return Predictor(spec, loaded._run, loaded.device)
     if spec.kind == "exported":
         from lssed.models.export import load_exported
 

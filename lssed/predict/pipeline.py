@@ -377,6 +377,7 @@ def run_predict(items: Sequence[MediaInput], spec: Any, pcfg: Any, *, out: Any, 
 
     Ray must be initialised. ``use_gpu`` None: ``predict.use_gpu``, else a GPU when the cluster has one.
     """
+    from lssed.predict.model import with_file_bytes
     from lssed.predict.timeline import quarantine_table, timeline_table, write_outputs
     from lssed.runtime import cluster_gpus
 
@@ -384,6 +385,9 @@ def run_predict(items: Sequence[MediaInput], spec: Any, pcfg: Any, *, out: Any, 
     method = method or pcfg.vad
     if use_gpu is None:
         use_gpu = pcfg.use_gpu if pcfg.use_gpu is not None else cluster_gpus() > 0
+    # a model file travels to the model actors through Ray, so actors on other nodes need no
+    # copy of the driver's disk
+    spec = with_file_bytes(spec)
     ds = build_dataset(items, spec, pcfg, method=method, media_storage=media_storage, use_gpu=bool(use_gpu))
     got = collect(ds.iter_batches(batch_size=None, batch_format="pyarrow"), len(items))
     if got.done + got.quarantined != len(items):  # every input must be accounted for

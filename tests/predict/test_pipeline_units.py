@@ -121,6 +121,31 @@ def test_an_imported_state_dict_runs_with_the_stated_classes_and_settings(tmp_pa
         spec_from_file(str(tmp_path / "state.pt"), cfg, class_names=("a", "b"))
 
 
+def test_a_model_file_travels_with_the_spec_so_actors_need_no_copy_of_the_drivers_disk(tmp_path):
+    import shutil
+
+    import torch
+
+    from lssed.models import create_model
+    from lssed.predict.model import load_predictor, spec_from_file, with_file_bytes
+
+    torch.manual_seed(1)
+    folder = tmp_path / "driver_only"
+    folder.mkdir()
+    torch.save(create_model("resnet18", num_classes=4).state_dict(), folder / "state.pt")
+    spec = spec_from_file(str(folder / "state.pt"), load_config(None, ["features.n_mels=64"]))
+    x = np.random.default_rng(0).standard_normal((3, 1, 64, 30)).astype(np.float32)
+    want = load_predictor(spec)(x)
+    shipped = with_file_bytes(spec)
+    assert shipped.file_bytes == (folder / "state.pt").read_bytes() and "file_bytes" not in repr(shipped)
+    shutil.rmtree(folder)  # what a model actor on another node sees of the driver's path
+    got = load_predictor(shipped)
+    np.testing.assert_array_equal(got(x), want)
+    assert got.spec.uri == spec.uri  # it still describes the user's file
+    with pytest.raises(FileNotFoundError):
+        load_predictor(spec)  # without the bytes, the path is all there is
+
+
 def test_run_may_name_a_workflow_root_and_means_its_best_run_by_validation(demo_run, tmp_path):
     """`--run runs/demo` (what `make demo` does): the workflow's finished run with the best val UA;
     a root whose runs never finished is a user error naming them."""
