@@ -227,10 +227,8 @@ class MediaWorker:
     def __init__(self, chain_cfg: Any, pcfg: Any, method: str, storage: Any) -> None:
         import os
 
-        import torch
-
-        # parallelism comes from the pool; one core per actor
-        torch.set_num_threads(1)
+        # parallelism comes from the pool; one core per actor. No torch here: decoding, VAD
+        # (onnxruntime), the chain and its numpy log-mel need none (torchgate imports it itself).
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         self.chain_cfg, self.pcfg, self.method, self.storage = chain_cfg, pcfg, method, storage
 
