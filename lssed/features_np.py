@@ -22,13 +22,15 @@ _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 _LOGSTEP = np.log(6.4) / 27.0
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    """Slaney mel scale: linear below 1 kHz, logarithmic above (torchaudio's and librosa's)."""
     f = np.asarray(f, dtype=np.float64)
     return np.where(f >= _MIN_LOG_HZ, _MIN_LOG_MEL + np.log(np.maximum(f, _MIN_LOG_HZ) / _MIN_LOG_HZ) / _LOGSTEP,
                     f / _F_SP)
 
 
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+def mel_to_hz(m: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
     m = np.asarray(m, dtype=np.float64)
     return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
 
@@ -37,7 +39,7 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
     """``(n_fft // 2 + 1, n_mels)`` float64: torchaudio's ``melscale_fbanks(norm="slaney", mel_scale="slaney")``."""
     freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(f_min), _hz_to_mel(f_max), n_mels + 2))
+    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
     widths = np.diff(edges)
     slopes = edges[None, :] - freqs[:, None]
     down = -slopes[:, :-2] / widths[:-1]

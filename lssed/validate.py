@@ -323,18 +323,11 @@ def _every_mel_band_has_a_bin(features: Any) -> bool:
     """True when each slaney mel triangle holds an FFT bin well inside its edges (numpy)."""
     import numpy as np
 
-    def hz_to_mel(f: np.ndarray) -> np.ndarray:  # slaney: linear below 1 kHz, log above
-        logstep = np.log(6.4) / 27.0
-        return np.where(f < 1000.0, 3.0 * f / 200.0, 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / logstep)
-
-    def mel_to_hz(m: np.ndarray) -> np.ndarray:
-        logstep = np.log(6.4) / 27.0
-        return np.where(m < 15.0, 200.0 * m / 3.0, 1000.0 * np.exp(logstep * (m - 15.0)))
+    from lssed.features_np import hz_to_mel, mel_to_hz
 
     top = float(features.f_max if features.f_max is not None else features.sample_rate / 2)
     bins = np.linspace(0, features.sample_rate // 2, features.n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(np.array(float(features.f_min))), hz_to_mel(np.array(top)),
-                                  features.n_mels + 2))
+    edges = mel_to_hz(np.linspace(hz_to_mel(float(features.f_min)), hz_to_mel(top), features.n_mels + 2))
     lower, upper = edges[:-2], edges[2:]
     margin = 1e-6 * (upper - lower) + 1e-9
     inside = (bins[None, :] > (lower + margin)[:, None]) & (bins[None, :] < (upper - margin)[:, None])
