@@ -11,7 +11,7 @@ threshold from the STFT, a smoothed mask, inverse STFT):
   ``noisereduce.reduce_noise(y, sr)`` with the library's defaults, computed by
   :mod:`lssed.preprocess.spectralgate`, which gives the library's numbers (float64 rounding)
   with less work: it skips the library's 60,000 padding zeros and scipy's general STFT loops
-  (2-7x faster per utterance, docs/performance.md);
+  (1.3-7x faster per utterance, 2.9x on the demo corpus: docs/performance.md);
 - ``noisereduce-stationary``: one noise spectrum per utterance (mean + std of each band over
   the whole utterance), closer to classic spectral subtraction and slightly faster;
 - ``torchgate``: noisereduce's own torch implementation of the non-stationary gate
