@@ -6,7 +6,9 @@ resident memory. This module computes the same numbers (float32, to float32 roun
 compares it with :func:`lssed.features.logmel`) as torchaudio's ``MelSpectrogram`` with lssed's
 settings: centred frames with zero padding, a periodic Hann window of ``win_length`` centred
 in ``n_fft``, power 2, slaney-scaled and slaney-normalised mel filters, then the log.
-Training and export keep the torch implementation (on the worker's device).
+Training and export keep the torch implementation (on the worker's device). Config
+validation counts empty mel bands here too (:func:`empty_mel_bands`), so the CLI's driver
+does not import torch for a usual config.
 """
 
 from __future__ import annotations
@@ -35,11 +37,16 @@ def mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (m - _MIN_LOG_MEL)), _F_SP * m)
 
 
+def mel_edges(f_min: float, f_max: float, n_mels: int) -> np.ndarray:
+    """The ``n_mels + 2`` edge frequencies (Hz) of the slaney mel triangles: band i spans edges i..i+2."""
+    return mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+
+
 @functools.lru_cache(maxsize=16)
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float) -> np.ndarray:
     """``(n_fft // 2 + 1, n_mels)`` float64: torchaudio's ``melscale_fbanks(norm="slaney", mel_scale="slaney")``."""
     freqs = np.linspace(0, sample_rate // 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    edges = mel_edges(f_min, f_max, n_mels)
     widths = np.diff(edges)
     slopes = edges[None, :] - freqs[:, None]
     down = -slopes[:, :-2] / widths[:-1]
@@ -48,6 +55,38 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
     fb *= 2.0 / (edges[2: n_mels + 2] - edges[:n_mels])
     fb.setflags(write=False)
     return fb
+
+
+def empty_mel_bands(features: Any) -> int:
+    """How many of the slaney mel filters of ``features`` (as :mod:`lssed.features` builds them) are all zero.
+
+    A band is surely non-empty when an FFT bin lies clearly inside its triangle; only when some
+    band has none is torchaudio's own filterbank built and counted (importing torch costs ~2 s,
+    which a CLI checking a usual config should not pay before it starts).
+    """
+    if every_mel_band_has_a_bin(features):
+        return 0
+    import warnings
+
+    import torchaudio.functional as AF
+
+    with warnings.catch_warnings():  # torchaudio warns about exactly what we count
+        warnings.simplefilter("ignore")
+        fb = AF.melscale_fbanks(features.n_fft // 2 + 1, float(features.f_min),
+                                float(features.f_max if features.f_max is not None else features.sample_rate / 2),
+                                features.n_mels, features.sample_rate, norm="slaney", mel_scale="slaney")
+    return int((fb.max(dim=0).values <= 0).sum())
+
+
+def every_mel_band_has_a_bin(features: Any) -> bool:
+    """True when each slaney mel triangle holds an FFT bin well inside its edges (so is non-zero)."""
+    top = float(features.f_max if features.f_max is not None else features.sample_rate / 2)
+    bins = np.linspace(0, features.sample_rate // 2, features.n_fft // 2 + 1)
+    edges = mel_edges(float(features.f_min), top, features.n_mels)
+    lower, upper = edges[:-2], edges[2:]
+    margin = 1e-6 * (upper - lower) + 1e-9
+    inside = (bins[None, :] > (lower + margin)[:, None]) & (bins[None, :] < (upper - margin)[:, None])
+    return bool(inside.any(axis=1).all())
 
 
 @functools.lru_cache(maxsize=16)

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import math
 import re
-import warnings
 from dataclasses import fields
 from typing import Any, Iterable, Literal, Mapping, Sequence
 from urllib.parse import urlparse
 
 from lssed.config import Config, ConfigError, replace_section
+from lssed.features_np import empty_mel_bands
 
 log = logging.getLogger(__name__)
 
@@ -298,40 +298,6 @@ def check_features(check: _Checker, *, filterbank: bool = True) -> None:
                                           f"features.n_fft={f.n_fft} (their log-mel would be constant): use fewer "
                                           "bands or a larger n_fft")
     check.finite_floats("features")  # keys without a rule of their own
-
-
-def empty_mel_bands(features: Any) -> int:
-    """How many of the slaney mel filters (as ``lssed.features`` builds them) are all zero.
-
-    A band is surely non-empty when an FFT bin lies clearly inside its triangle; only when some
-    band has none is torchaudio's own filterbank built and counted (importing torch costs ~2 s,
-    which a CLI checking a usual config should not pay before it starts).
-    """
-    if _every_mel_band_has_a_bin(features):
-        return 0
-    import torchaudio.functional as AF
-
-    with warnings.catch_warnings():  # torchaudio warns about exactly what we count
-        warnings.simplefilter("ignore")
-        fb = AF.melscale_fbanks(features.n_fft // 2 + 1, float(features.f_min),
-                                float(features.f_max if features.f_max is not None else features.sample_rate / 2),
-                                features.n_mels, features.sample_rate, norm="slaney", mel_scale="slaney")
-    return int((fb.max(dim=0).values <= 0).sum())
-
-
-def _every_mel_band_has_a_bin(features: Any) -> bool:
-    """True when each slaney mel triangle holds an FFT bin well inside its edges (numpy)."""
-    import numpy as np
-
-    from lssed.features_np import hz_to_mel, mel_to_hz
-
-    top = float(features.f_max if features.f_max is not None else features.sample_rate / 2)
-    bins = np.linspace(0, features.sample_rate // 2, features.n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(float(features.f_min)), hz_to_mel(top), features.n_mels + 2))
-    lower, upper = edges[:-2], edges[2:]
-    margin = 1e-6 * (upper - lower) + 1e-9
-    inside = (bins[None, :] > (lower + margin)[:, None]) & (bins[None, :] < (upper - margin)[:, None])
-    return bool(inside.any(axis=1).all())
 
 
 def check_preprocess(check: _Checker) -> None:
