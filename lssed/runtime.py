@@ -36,7 +36,8 @@ def init_ray(ray_cfg: Any | None = None, *, data_only: bool = False, **kwargs: A
     if address:
         init_kwargs["address"] = address
     else:
-        num_cpus = getattr(ray_cfg, "num_cpus", None) or (os.cpu_count() or 1 if data_only else default_local_cpus())
+        local_cpus = (os.cpu_count() or 1) if data_only else default_local_cpus()
+        num_cpus = getattr(ray_cfg, "num_cpus", None) or local_cpus
         init_kwargs["num_cpus"] = num_cpus
         store_mb = getattr(ray_cfg, "object_store_memory_mb", None)
         if store_mb:

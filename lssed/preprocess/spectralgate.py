@@ -59,11 +59,12 @@ def reduce_noise(y: np.ndarray, sr: int) -> np.ndarray:
         return out
     plan = _plan(sr)
     # The library's chunking: one padded chunk for short clips, chunks of CHUNK samples each
-    # padded with PADDING samples of its neighbours (zeros outside the clip) for long ones.
-    starts = [0] if n <= CHUNK else list(range(0, n, CHUNK))
-    for start in starts:
-        stop = n if n <= CHUNK else min(start + CHUNK, n)
-        lo, hi = start - PADDING, (start + CHUNK if n > CHUNK else stop) + PADDING
+    # padded with PADDING samples of its neighbours (zeros outside the clip) for long ones
+    # (the last chunk too is CHUNK wide, zeros past the clip's end).
+    span = n if n <= CHUNK else CHUNK
+    for start in range(0, n, span):
+        stop = min(start + span, n)
+        lo, hi = start - PADDING, start + span + PADDING
         chunk = np.zeros(hi - lo, dtype=np.float64)
         chunk[max(lo, 0) - lo: min(hi, n) - lo] = x[max(lo, 0): min(hi, n)]
         out[start:stop] = _gate_chunk(chunk, start - lo, stop - lo, plan)
